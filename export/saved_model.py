@@ -1,0 +1,89 @@
+"""SavedModels in the TF Serving layout, published atomically, checked in a fresh process."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from export.errors import ExportError
+
+# Runs in a fresh interpreter that imports only what TF Serving links: TensorFlow and the
+# tensorflow-text ops. This project is not on its path, and loading and running the model
+# must import nothing more (`import tensorflow` itself already pulls in parts of Keras).
+_SERVE_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tf-text ops, as TF Serving links them)
+before = set(sys.modules)
+path, signature, inputs_file = sys.argv[1:4]
+with open(inputs_file) as f:
+    inputs = json.load(f)
+loaded = tf.saved_model.load(path)
+fn = loaded.signatures[signature]
+outputs = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+leaked = sorted(m for m in set(sys.modules) - before
+                if m.split(".")[0] in ("keras", "zoo", "trainers", "export"))
+result = {k: (v.numpy().astype(str).tolist() if v.dtype == tf.string else v.numpy().tolist())
+          for k, v in outputs.items()}
+print(json.dumps({"outputs": result, "leaked_modules": leaked}))
+"""
+
+
+def next_version(base):
+    versions = [int(d) for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []
+    return max(versions, default=0) + 1
+
+
+def save(root, signatures, base, check=None):
+    """Saves `root` with `signatures` as the next version under `base`; returns its path.
+
+    The version is written beside its final place, checked with `check(path)` if given, and
+    only then renamed into place, so a server polling `base` never sees a half-written or
+    failing version.
+    """
+    os.makedirs(base, exist_ok=True)
+    version = next_version(base)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base)
+    try:
+        tf.saved_model.save(root, tmp, signatures=signatures)
+        if check is not None:
+            check(tmp)
+        final = os.path.join(base, str(version))
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def run_fresh(path, signature, inputs):
+    """Runs `signature` of the SavedModel at `path` in a fresh Python process.
+
+    Args:
+        inputs: dict of argument name to a JSON-able list.
+
+    Returns:
+        dict of output name to numpy array.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(inputs, f)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _SERVE_SCRIPT, os.path.abspath(path), signature, f.name],
+            capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(),
+        )
+    finally:
+        os.unlink(f.name)
+    if proc.returncode != 0:
+        raise ExportError(f"{path}: signature {signature!r} failed in a fresh process:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["leaked_modules"]:
+        raise ExportError(f"{path}: loading imported {result['leaked_modules'][:5]}; it must need only TensorFlow.")
+    return {k: np.array(v) for k, v in result["outputs"].items()}

@@ -1,0 +1,91 @@
+"""TFLite conversion of frozen functions, in child processes, and the LiteRT interpreter.
+
+Variables read inside a `WHILE` body fail at run time in TFLite (`READ_VARIABLE ...
+variable != nullptr`), so every function is frozen first: its variables become constants.
+The TF 2.21 converter leaks memory on each `convert()` (tensorflow#122598), so each
+conversion runs in a child process.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from export.errors import ExportError
+
+BUILTINS = "TFLITE_BUILTINS"
+
+
+def freeze(fn, signature_name, directory):
+    """Saves `fn` with its variables frozen to constants as a SavedModel in `directory`."""
+    concrete = fn.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    specs = tf.nest.flatten(concrete.structured_input_signature)
+    names = [spec.name for spec in specs]
+    if None in names or len(set(names)) != len(names):
+        raise ExportError(f"{signature_name}: every input spec needs a unique name, got {names}.")
+
+    def call(**kwargs):
+        outputs = frozen(*[kwargs[n] for n in names])
+        return tf.nest.pack_sequence_as(concrete.structured_outputs, outputs)
+
+    module = tf.Module()
+    module.fn = tf.function(call, input_signature=None).get_concrete_function(
+        **dict(zip(names, specs))
+    )
+    tf.saved_model.save(module, directory, signatures={signature_name: module.fn})
+
+
+def convert(fn, signature_name, path, op_sets=(BUILTINS,)):
+    """Converts `fn` to a `.tflite` file at `path` with a signature named `signature_name`."""
+    tmp = tempfile.mkdtemp(prefix="zoo-tflite-")
+    try:
+        frozen_dir = os.path.join(tmp, "frozen")
+        freeze(fn, signature_name, frozen_dir)
+        out = os.path.join(tmp, "model.tflite")
+        proc = subprocess.run(
+            [sys.executable, "-m", "export.convert_child", frozen_dir, signature_name, out, ",".join(op_sets)],
+            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        if proc.returncode != 0:
+            raise ExportError(f"{path}: TFLite conversion failed:\n{proc.stderr[-4000:]}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        shutil.move(out, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def interpreter(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=path)
+
+
+def op_names(path):
+    """The distinct operators of the model at `path`."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    # Without default delegates: XNNPACK would replace the ops it takes with DELEGATE nodes.
+    interp = Interpreter(
+        model_path=path,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    return sorted({op["op_name"] for op in interp._get_ops_details()})
+
+
+def run_rows(path, signature, inputs):
+    """Runs a batch-1 TFLite signature over each row of `inputs` (dict of arrays).
+
+    Returns:
+        dict of output name to the rows' outputs stacked.
+    """
+    runner = interpreter(path).get_signature_runner(signature)
+    rows = len(next(iter(inputs.values())))
+    outputs = [runner(**{k: v[i:i + 1] for k, v in inputs.items()}) for i in range(rows)]
+    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}

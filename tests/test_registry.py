@@ -1,0 +1,38 @@
+import pytest
+
+import zoo  # noqa: F401  (imports every entry)
+from zoo import registry
+
+EXPECTED = {"translator"}
+
+
+def test_registry_holds_every_entry():
+    assert EXPECTED <= set(registry.names())
+    for name in registry.names():
+        cls = registry.get(name)
+        assert cls.name == name and cls.description and cls.config_class.PRESETS.keys() >= {"tiny", "small", "base"}
+
+
+def test_duplicate_name_raises():
+    with pytest.raises(ValueError, match="already registered"):
+        @registry.register("translator")
+        class Again:
+            pass
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(KeyError, match="known models: .*translator"):
+        registry.get("no_such_model")
+
+
+def test_register_then_unregister():
+    @registry.register("throwaway_for_test")
+    class Throwaway:
+        pass
+
+    try:
+        assert registry.get("throwaway_for_test") is Throwaway
+    finally:
+        registry.unregister("throwaway_for_test")
+    with pytest.raises(KeyError):
+        registry.get("throwaway_for_test")

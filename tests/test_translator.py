@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import helpers
+from zoo.translator.model import EOS, PAD, Seq2SeqTranslator
+
+
+@pytest.mark.parametrize("attention,bidirectional", [("luong", True), ("bahdanau", False), ("none", True)])
+def test_step_decoding_matches_teacher_forcing(attention, bidirectional):
+    model = Seq2SeqTranslator(30, 25, embedding_dim=8, units=8, num_layers=2,
+                              bidirectional=bidirectional, attention=attention)
+    rng = np.random.RandomState(0)
+    source = rng.randint(4, 30, (3, 7)).astype("int32")
+    source[0, 4:] = PAD
+    greedy = model.greedy_decode(source, 6).numpy()
+    target_in = np.concatenate([np.full((3, 1), 2, "int32"), greedy[:, :5]], axis=1)
+    logits = model({"source": source, "target_in": target_in}).numpy()
+    # Rows stop being comparable after they end.
+    for row in range(3):
+        end = next((i for i, t in enumerate(greedy[row]) if t in (EOS, PAD)), 6)
+        np.testing.assert_array_equal(np.argmax(logits[row, :end], -1), greedy[row, :end])
+
+
+def test_beam_of_one_is_greedy_and_beams_rank_by_score():
+    model = Seq2SeqTranslator(20, 20, embedding_dim=8, units=8, attention="luong")
+    source = np.random.RandomState(1).randint(4, 20, (4, 5)).astype("int32")
+    np.testing.assert_array_equal(model.beam_search(source, 7, beam_size=1).numpy(),
+                                  model.greedy_decode(source, 7).numpy())
+    beams = model.beam_search(source, 7, beam_size=3).numpy()
+    assert beams.shape == (4, 7) and beams.dtype == np.int32
+
+
+def test_padding_does_not_change_the_translation():
+    model = Seq2SeqTranslator(20, 20, embedding_dim=8, units=8)
+    short = np.array([[5, 6, 7]], "int32")
+    padded = np.array([[5, 6, 7, 0, 0, 0]], "int32")
+    np.testing.assert_array_equal(model.greedy_decode(short, 5), model.greedy_decode(padded, 5))
+
+
+def test_detokenize_cuts_at_end_token(tmp_path):
+    entry, _ = helpers.tiny_entry("translator", tmp_path)
+    ids = entry.target_tokenizer.tokenize(["2021-03-03"]).to_tensor()
+    tokens = tf.concat([ids, [[EOS, 7, 7]]], axis=1)
+    assert entry.detokenize(tokens).numpy().tolist() == [b"2021-03-03"]
+
+
+@pytest.mark.slow
+def test_translator_passes_the_shared_checks(tmp_path):
+    manifest = helpers.check_entry("translator", tmp_path)
+    tflite_ops = {a["signature"]: a["ops"] for a in manifest["artifacts"] if a["format"] == "tflite"}
+    assert set(tflite_ops) == {"greedy_tokens", "beam_search_tokens"}
+    assert all("WHILE" in ops for ops in tflite_ops.values())
+
+
+def test_tsv_folder_and_columns(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.tsv").write_text("".join(f"x{i}\tignored\ty{i}\n" for i in range(30)))
+    (folder / "b.tsv").write_text("".join(f"p{i}\tignored\tq{i}\n" for i in range(10)))
+    from zoo import sources
+    from zoo.translator.entry import Translator
+
+    config = Translator.preset("tiny")
+    config.target_column = 2
+    entry = Translator(config, str(tmp_path / "w"))
+    source = sources.parse(str(folder))
+    assert entry.num_examples(source, "train") + entry.num_examples(source, "validation") == 40
+    src, tgt = entry._texts(source, "train")
+    assert all(t[0] in "yq" and s[0] in "xp" and s[1:] == t[1:] for s, t in zip(src, tgt))
+
+
+def test_tfds_translation_source(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from zoo import sources
+    from zoo.translator.entry import Translator
+
+    entry = Translator(Translator.preset("tiny"), str(tmp_path))
+    source = sources.parse("tfds:ted_hrlr_translate/pt_to_en")
+    with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
+        entry.prepare(source)
+        batch = next(iter(entry.dataset(source, "train", 8, training=True)))
+        assert entry.num_examples(source, "validation") == 40
+    c = entry.config
+    assert batch["source"].shape == (8, c.max_source_length)
+    assert batch["labels"].shape == (8, c.max_target_length)
+    assert int(tf.reduce_sum(tf.cast(batch["labels"] == EOS, tf.int32))) == 8

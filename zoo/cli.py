@@ -1,0 +1,156 @@
+"""The `zoo` command: a thin layer of absl flags over `zoo.commands`.
+
+    zoo list
+    zoo train --model=translator --workdir=/tmp/dates [--data=builtin:dates] [--preset=small]
+              [--steps=N | --epochs=N] [--batch_size=N] [--config=KEY=VALUE ...]
+    zoo evaluate --workdir=DIR [--data=SOURCE]
+    zoo predict --workdir=DIR INPUT ...
+    zoo export --workdir=DIR [--formats=saved_model,tflite]
+
+`zoo SUBCOMMAND --help` explains every flag. From Python: `zoo.cli.main(["train", ...])`
+returns the exit code, or call the functions in `zoo.commands` directly.
+"""
+
+import json
+import sys
+
+from absl import flags
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def _define_common(fv):
+    flags.DEFINE_string("workdir", None, "Folder that holds the model's config, vocabularies, "
+                        "checkpoints, logs and exports.", flag_values=fv)
+
+
+def _define_train(fv):
+    _define_common(fv)
+    flags.DEFINE_string("model", None, "Registered model name (see `zoo list`).", flag_values=fv)
+    flags.DEFINE_string("data", None, "Training data: a file or folder path, tfds:NAME[:SPLIT], or "
+                        "builtin:NAME for data the zoo generates. Default: the model's builtin data.",
+                        flag_values=fv)
+    flags.DEFINE_enum("preset", "small", ["tiny", "small", "base"], "Model size preset.", flag_values=fv)
+    flags.DEFINE_integer("steps", None, "Total training steps (wins over --epochs).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("epochs", None, "Passes over the training split.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("batch_size", None, "Global batch size.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_multi_string("config", [], "KEY=VALUE override of a model or trainer setting; "
+                              "repeat for several. An unknown key lists the valid ones.", flag_values=fv)
+
+
+def _define_evaluate(fv):
+    _define_common(fv)
+    flags.DEFINE_string("data", None, "Data to evaluate on (its validation split). Default: the "
+                        "data the model was trained on.", flag_values=fv)
+
+
+def _define_export(fv):
+    _define_common(fv)
+    flags.DEFINE_list("formats", ["saved_model", "tflite"], "Artifacts to write under "
+                      "WORKDIR/export: saved_model (TF Serving layout) and/or tflite.", flag_values=fv)
+
+
+def _list(fv, args):
+    from zoo import registry
+
+    for name in registry.names():
+        print(f"{name}\t{registry.get(name).description}")
+
+
+def _train(fv, args):
+    from zoo import commands
+
+    result = commands.train(fv.model, fv.workdir, data=fv.data, preset=fv.preset, steps=fv.steps,
+                            epochs=fv.epochs, batch_size=fv.batch_size, overrides=fv.config)
+    print(json.dumps(result))
+
+
+def _evaluate(fv, args):
+    from zoo import commands
+
+    print(json.dumps(commands.evaluate(fv.workdir, data=fv.data)))
+
+
+def _predict(fv, args):
+    from zoo import commands
+
+    if not args:
+        raise UsageError("zoo predict: give at least one INPUT after the flags.")
+    for text, prediction in zip(args, commands.predict(fv.workdir, args)):
+        print(f"{text}\t{prediction}")
+
+
+def _export(fv, args):
+    from zoo import commands
+
+    manifest = commands.export(fv.workdir, formats=fv.formats)
+    for artifact in manifest["artifacts"]:
+        print(f"{artifact['format']}\t{artifact['path']}\t{artifact['size_bytes']} bytes")
+    print(json.dumps(manifest))
+
+
+COMMANDS = {
+    "list": (lambda fv: None, _list, [], "List the registered models."),
+    "train": (_define_train, _train, ["model", "workdir"], "Train a model, or resume a workdir's training."),
+    "evaluate": (_define_evaluate, _evaluate, ["workdir"], "Task metrics; the last line is one JSON object."),
+    "predict": (_define_common, _predict, ["workdir"], "Predictions for raw INPUTs given after the flags."),
+    "export": (_define_export, _export, ["workdir"], "Export SavedModel and TFLite artifacts, checked."),
+}
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _usage():
+    lines = [USAGE, "", "Subcommands:"]
+    lines += [f"  {name:9s} {spec[3]}" for name, spec in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv):
+    """Runs `zoo` with `argv` (without the program name); returns the exit code."""
+    from trainers.trainer import TrainingError
+    from export.errors import ExportError
+    from zoo.config import ConfigError
+    from zoo.sources import DataError
+    from zoo.workdir import WorkdirError
+
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"zoo: unknown subcommand {name!r}.\n\n{_usage()}", file=sys.stderr)
+        return 2
+    define, run, required, summary = COMMANDS[name]
+    fv = flags.FlagValues()
+    define(fv)
+    if "--help" in rest or "-h" in rest or "--helpfull" in rest:
+        print(f"zoo {name}: {summary}\n\n{fv.get_help() or '  (no flags)'}")
+        return 0
+    try:
+        args = fv(["zoo " + name] + rest)[1:]
+        missing = [f"--{r}" for r in required if getattr(fv, r) is None]
+        if missing:
+            raise UsageError(f"zoo {name}: missing required flag(s) {', '.join(missing)}; see `zoo {name} --help`.")
+        if args and name != "predict":
+            raise UsageError(f"zoo {name}: unexpected arguments {args}; see `zoo {name} --help`.")
+        run(fv, args)
+    except flags.Error as e:
+        print(f"zoo {name}: error: {e}\nSee `zoo {name} --help`.", file=sys.stderr)
+        return 2
+    except (UsageError, ConfigError, DataError, WorkdirError, TrainingError, ExportError, KeyError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"zoo {name}: error: {message}", file=sys.stderr)
+        return 2 if isinstance(e, (UsageError, ConfigError, DataError, WorkdirError, KeyError)) else 1
+    return 0
+
+
+def run():
+    """Console-script entry point."""
+    sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,101 @@
+"""Typed, documented configs with presets and `KEY=VALUE` overrides.
+
+Model and trainer settings are dataclasses. `--config=KEY=VALUE` flags override any field of
+either; a key that names no field raises an error listing the valid keys.
+
+Example:
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class C:
+    ...     units: int = 8
+    >>> apply_overrides([C()], ["units=16"])[0].units
+    16
+"""
+
+import dataclasses
+import json
+import typing
+
+
+class ConfigError(ValueError):
+    """A config value or key that is wrong, with what was expected."""
+
+
+def _coerce(value, field_type, key):
+    origin = typing.get_origin(field_type)
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(field_type) if a is not type(None)]
+        if value.lower() in ("none", "null", ""):
+            return None
+        field_type = args[0]
+    try:
+        if field_type is bool:
+            lowered = value.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if field_type in (int, float, str):
+            return field_type(value)
+        if origin in (tuple, list) or field_type in (tuple, list):
+            items = json.loads(value) if value.startswith("[") else value.split(",")
+            return tuple(items) if origin is tuple or field_type is tuple else list(items)
+    except (ValueError, json.JSONDecodeError):
+        raise ConfigError(
+            f"--config {key}={value}: expected a value of type "
+            f"{getattr(field_type, '__name__', field_type)}."
+        ) from None
+    raise ConfigError(f"--config {key}: fields of type {field_type} cannot be set from flags.")
+
+
+def valid_keys(configs):
+    return sorted(f.name for c in configs for f in dataclasses.fields(c))
+
+
+def apply_overrides(configs, overrides):
+    """Returns copies of `configs` with `KEY=VALUE` strings applied.
+
+    Each key must name a field of exactly one of the configs.
+
+    Raises:
+        ConfigError: for a malformed item, an unknown key (listing the valid ones) or a value
+            of the wrong type.
+    """
+    configs = list(configs)
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"--config {item!r}: expected KEY=VALUE.")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        for i, config in enumerate(configs):
+            fields = {f.name: f for f in dataclasses.fields(config)}
+            if key in fields:
+                hints = typing.get_type_hints(type(config))
+                configs[i] = dataclasses.replace(
+                    config, **{key: _coerce(value.strip(), hints[key], key)}
+                )
+                break
+        else:
+            raise ConfigError(
+                f"--config {key}={value}: unknown key {key!r}. Valid keys: "
+                f"{', '.join(valid_keys(configs))}."
+            )
+    return configs
+
+
+def from_dict(cls, values, where):
+    """Builds dataclass `cls` from a dict read from `where`, naming unknown keys."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown keys {unknown} for {cls.__name__}; valid keys: {sorted(known)}."
+        )
+    hints = typing.get_type_hints(cls)
+    fixed = {}
+    for key, value in values.items():
+        if isinstance(value, list) and typing.get_origin(hints[key]) is tuple:
+            value = tuple(value)
+        fixed[key] = value
+    return cls(**fixed)

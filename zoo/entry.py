@@ -1,0 +1,125 @@
+"""The contract between zoo models, the trainer and the exporter.
+
+The trainer and exporter only ever talk to a `ZooEntry`: it builds the Keras model, makes
+static-shape datasets, declares the loss of each training phase, evaluates, predicts, and
+declares what is served. They hold no model-specific code.
+"""
+
+import dataclasses
+import os
+from typing import Callable
+
+from zoo.config import ConfigError
+
+
+@dataclasses.dataclass
+class Phase:
+    """One optimizer's part of a training step.
+
+    Attributes:
+        name: names the phase's optimizer in checkpoints and logs.
+        loss: `loss(model, batch, training) -> (per_example_loss, metrics)`, where
+            `per_example_loss` has shape `[batch]` and `metrics` maps names to scalars.
+            The trainer scales by the global batch size, so replicas need not know it.
+        variables: `variables(model) -> list` of the variables this phase updates.
+    """
+
+    name: str
+    loss: Callable
+    variables: Callable
+
+
+@dataclasses.dataclass
+class Servable:
+    """A function the exporter turns into a SavedModel signature or a TFLite model.
+
+    Attributes:
+        fn: a `tf.function` with a full input signature.
+        tflite: whether to convert it to TFLite (it must then have static shapes and take
+            and return numbers, not strings).
+        encode: for TFLite parity checks, maps a list of raw inputs to the function's
+            numpy inputs (a dict keyed by argument name).
+        decode: maps the function's numpy outputs back to what a client wants.
+    """
+
+    fn: Callable
+    tflite: bool = False
+    encode: Callable = None
+    decode: Callable = None
+
+
+class ZooEntry:
+    """Base class of zoo entries. Subclasses are registered with `@registry.register`.
+
+    Args:
+        config: the entry's config dataclass (see `config_class.PRESETS`).
+        workdir: where the entry keeps its assets (vocabularies) under `assets/`.
+    """
+
+    name = None
+    description = ""
+    config_class = None
+    default_data = None
+
+    def __init__(self, config, workdir):
+        self.config = config
+        self.workdir = workdir
+
+    @classmethod
+    def preset(cls, name):
+        presets = cls.config_class.PRESETS
+        if name not in presets:
+            raise ConfigError(
+                f"--preset={name}: model {cls.name!r} has presets {', '.join(presets)}."
+            )
+        return presets[name]()
+
+    @property
+    def assets_dir(self):
+        return os.path.join(self.workdir, "assets")
+
+    # Data.
+    def prepare(self, source):
+        """Learns what the model needs from the training split (vocabularies) into assets."""
+
+    def load_assets(self):
+        """Loads what `prepare` wrote."""
+
+    def dataset(self, source, split, batch_size, training, seed=0):
+        """A `tf.data.Dataset` of batches with static shapes."""
+        raise NotImplementedError
+
+    def num_examples(self, source, split):
+        raise NotImplementedError
+
+    # Model and training.
+    def build_model(self):
+        raise NotImplementedError
+
+    def loss(self, model, batch, training):
+        raise NotImplementedError
+
+    def phases(self, model):
+        """The training phases; one phase over all trainable variables by default."""
+        return [Phase("main", self.loss, lambda m: m.trainable_variables)]
+
+    # Results.
+    def evaluate(self, model, source, split):
+        """Task metrics as a dict of floats."""
+        raise NotImplementedError
+
+    def predict(self, model, inputs):
+        """Predictions for raw inputs (a list of strings), as a list of strings."""
+        raise NotImplementedError
+
+    def serving_functions(self, model):
+        """Named `Servable`s; the exporter serves `serving_default` by default."""
+        raise NotImplementedError
+
+    def resources(self):
+        """Trackable objects the served functions use (tokenizers, lookup tables)."""
+        return {}
+
+    def held_out_inputs(self, source, count):
+        """Raw inputs the exporter uses to check artifacts against the Keras model."""
+        raise NotImplementedError

@@ -1,0 +1,53 @@
+"""The registry of zoo entries, filled at each entry's definition site.
+
+Example:
+    >>> from zoo import registry
+    >>> sorted(registry.names())[:1]
+    ['translator']
+"""
+
+_ENTRIES = {}
+
+
+def register(name):
+    """Class decorator that registers a zoo entry under `name`.
+
+    Raises:
+        ValueError: if `name` is already registered.
+    """
+
+    def decorator(cls):
+        if name in _ENTRIES:
+            raise ValueError(
+                f"A zoo entry named {name!r} is already registered "
+                f"({_ENTRIES[name].__module__}.{_ENTRIES[name].__qualname__}); "
+                f"names must be unique."
+            )
+        cls.name = name
+        _ENTRIES[name] = cls
+        return cls
+
+    return decorator
+
+
+def get(name):
+    """Returns the entry class registered as `name`.
+
+    Raises:
+        KeyError: naming the known entries when `name` is unknown.
+    """
+    try:
+        return _ENTRIES[name]
+    except KeyError:
+        known = ", ".join(sorted(_ENTRIES)) or "(none)"
+        raise KeyError(f"Unknown model {name!r}; known models: {known}.") from None
+
+
+def names():
+    """The registered names, in registration order."""
+    return list(_ENTRIES)
+
+
+def unregister(name):
+    """Removes `name` (for tests that register throw-away entries)."""
+    _ENTRIES.pop(name, None)

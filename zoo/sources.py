@@ -1,0 +1,87 @@
+"""Data sources named on the command line: a path, `tfds:NAME[:SPLIT]` or `builtin:NAME`.
+
+Example:
+    >>> parse("tfds:wmt14_translate/fr-en:train")
+    Source(kind='tfds', name='wmt14_translate/fr-en', split='train')
+    >>> parse("builtin:dates")
+    Source(kind='builtin', name='dates', split=None)
+"""
+
+import dataclasses
+import os
+import random
+from typing import Optional
+
+
+class DataError(ValueError):
+    """Input data that is missing or malformed; the message names the file and line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    kind: str  # "file", "tfds" or "builtin"
+    name: str
+    split: Optional[str] = None
+
+    def __str__(self):
+        if self.kind == "file":
+            return self.name
+        return f"{self.kind}:{self.name}" + (f":{self.split}" if self.split else "")
+
+
+def parse(text):
+    """Parses a `--data` value into a `Source`.
+
+    Raises:
+        DataError: for an empty value or a file path that does not exist.
+    """
+    if not text:
+        raise DataError("--data: expected a file or folder path, tfds:NAME[:SPLIT] or builtin:NAME.")
+    for kind in ("tfds", "builtin"):
+        if text.startswith(kind + ":"):
+            parts = text[len(kind) + 1:].split(":")
+            if not parts[0] or len(parts) > 2:
+                raise DataError(f"--data={text}: expected {kind}:NAME[:SPLIT].")
+            return Source(kind, parts[0], parts[1] if len(parts) == 2 else None)
+    if not os.path.exists(text):
+        raise DataError(f"--data={text}: no such file or folder.")
+    return Source("file", os.path.abspath(text))
+
+
+def read_tsv(path, min_columns, header=False):
+    """Reads rows of at least `min_columns` tab-separated fields (extra columns are kept).
+
+    Raises:
+        DataError: naming the file and line of the first row with too few fields.
+    """
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip() or (header and number == 1):
+                continue
+            fields = line.split("\t")
+            if len(fields) < min_columns:
+                raise DataError(
+                    f"{path}:{number}: expected at least {min_columns} tab-separated columns, "
+                    f"found {len(fields)}: {line[:80]!r}"
+                )
+            rows.append(fields)
+    if not rows:
+        raise DataError(f"{path}: no rows found.")
+    return rows
+
+
+def split_rows(rows, split, seed=0, validation_fraction=0.1):
+    """The `train` or `validation` part of `rows`, shuffled with a fixed seed.
+
+    A file without splits of its own is split 90/10 (by default) with `seed`, so every
+    command that reads the same file sees the same split.
+    """
+    if split not in ("train", "validation"):
+        raise DataError(f"Unknown split {split!r} for a file source; use train or validation.")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    cut = len(rows) - max(1, int(round(len(rows) * validation_fraction)))
+    chosen = order[:cut] if split == "train" else order[cut:]
+    return [rows[i] for i in chosen]

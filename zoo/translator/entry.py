@@ -1,0 +1,253 @@
+"""The `translator` zoo entry: data, vocabularies, loss, metrics and what is served."""
+
+import functools
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import registry, sources
+from zoo.datasets import dates
+from zoo.entry import Servable, ZooEntry
+from zoo.text import spm
+from zoo.translator.config import TranslatorConfig
+from zoo.translator.model import BOS, EOS, PAD, Seq2SeqTranslator
+
+BUILTINS = {"dates": dates.split}
+VOCAB_SENTENCES = 500_000
+
+
+@registry.register("translator")
+class Translator(ZooEntry):
+    """Encoder-decoder LSTM translator with attention, greedy and beam-search decoding.
+
+    Data: a TSV of `source<TAB>target` pairs (extra columns ignored; a file is split 90/10
+    with a fixed seed), `tfds:NAME[:SPLIT]` with supervised keys or `--config source_key=`,
+    or `builtin:dates` (human-written dates to ISO 8601).
+
+    Example:
+        >>> import tempfile
+        >>> entry = Translator(Translator.preset("tiny"), tempfile.mkdtemp())
+        >>> data = sources.parse("builtin:dates")
+        >>> entry.prepare(data)
+        >>> model = entry.build_model()
+        >>> len(entry.predict(model, ["3rd of March 2021"]))
+        1
+    """
+
+    description = "Encoder-decoder LSTM translator with attention; greedy and beam search."
+    config_class = TranslatorConfig
+    default_data = "builtin:dates"
+
+    def __init__(self, config, workdir):
+        super().__init__(config, workdir)
+        self._pairs_cache = {}
+        self.source_tokenizer = self.target_tokenizer = None
+
+    # Data.
+    def _pairs(self, source, split):
+        """(source, target) string pairs of an in-memory source."""
+        key = (source, split)
+        if key not in self._pairs_cache:
+            if source.kind == "builtin":
+                if source.name not in BUILTINS:
+                    raise sources.DataError(
+                        f"--data=builtin:{source.name}: unknown builtin data for the translator; "
+                        f"builtins: {', '.join('builtin:' + b for b in BUILTINS)}."
+                    )
+                pairs = BUILTINS[source.name](split)
+            else:
+                pairs = self._file_pairs(source.name, split)
+            self._pairs_cache[key] = pairs
+        return self._pairs_cache[key]
+
+    def _file_pairs(self, path, split):
+        files = [path]
+        if os.path.isdir(path):
+            files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".tsv"))
+            if not files:
+                raise sources.DataError(f"--data={path}: the folder holds no .tsv files.")
+        s, t = self.config.source_column, self.config.target_column
+        rows = [r for f in files for r in sources.read_tsv(f, min_columns=max(s, t) + 1)]
+        return [(r[s], r[t]) for r in sources.split_rows(rows, split)]
+
+    def _tfds(self, source, split):
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(source.name)
+        # Prepared datasets list their splits; without metadata (tfds.testing.mock_data)
+        # the requested split is taken on trust and counted by reading it.
+        names = list(builder.info.splits) or [source.split or "train", "validation"]
+        if split == "train":
+            name = source.split or "train"
+        else:
+            name = next((n for n in ("validation", "test") if n in names), None)
+            if name is None:
+                raise sources.DataError(f"--data={source}: no validation or test split in {names}.")
+        if name not in names:
+            raise sources.DataError(f"--data={source}: no split {name!r}; splits: {names}.")
+        if self.config.source_key:
+            keys = (self.config.source_key, self.config.target_key)
+        elif builder.info.supervised_keys:
+            keys = builder.info.supervised_keys
+        else:
+            raise sources.DataError(
+                f"--data={source}: the dataset has no supervised keys; set "
+                f"--config source_key=... --config target_key=... from {list(builder.info.features)}."
+            )
+        ds = builder.as_dataset(split=name, shuffle_files=False).map(lambda ex: (ex[keys[0]], ex[keys[1]]))
+        if name in builder.info.splits:
+            return ds, builder.info.splits[name].num_examples
+        return ds, int(ds.reduce(0, lambda count, _: count + 1))
+
+    def _text_dataset(self, source, split):
+        if source.kind == "tfds":
+            return self._tfds(source, split)[0]
+        pairs = self._pairs(source, split)
+        return tf.data.Dataset.from_tensor_slices(([p[0] for p in pairs], [p[1] for p in pairs]))
+
+    def num_examples(self, source, split):
+        if source.kind == "tfds":
+            return self._tfds(source, split)[1]
+        return len(self._pairs(source, split))
+
+    def _texts(self, source, split, limit=None):
+        """Raw (sources, targets) lists, at most `limit` of them."""
+        if source.kind != "tfds":
+            pairs = self._pairs(source, split)[:limit]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
+        pairs = list(self._text_dataset(source, split).take(limit or -1).as_numpy_iterator())
+        return [p[0].decode() for p in pairs], [p[1].decode() for p in pairs]
+
+    def prepare(self, source):
+        os.makedirs(self.assets_dir, exist_ok=True)
+        src, tgt = self._texts(source, "train", limit=VOCAB_SENTENCES)
+        spm.train(src, self.config.source_vocab_size, os.path.join(self.assets_dir, "source.model"))
+        # Targets stay byte-exact so that decoded text compares equal to references.
+        spm.train(tgt, self.config.target_vocab_size, os.path.join(self.assets_dir, "target.model"),
+                  normalization="identity")
+        self.load_assets()
+
+    def load_assets(self):
+        self.source_tokenizer = spm.load(os.path.join(self.assets_dir, "source.model"))
+        self.target_tokenizer = spm.load(os.path.join(self.assets_dir, "target.model"))
+
+    def encode_sources(self, texts):
+        """Source ids [B, max_source_length] for a batch of strings."""
+        ids = self.source_tokenizer.tokenize(texts)
+        return ids.to_tensor(PAD, shape=[None, self.config.max_source_length])
+
+    def _encode_batch(self, src, tgt):
+        length = self.config.max_target_length
+        ids = self.target_tokenizer.tokenize(tgt)[:, : length - 1]
+        column = tf.ones_like(ids[:, :1])
+        sequence = tf.concat([column * BOS, ids, column * EOS], axis=1)
+        return {
+            "source": self.encode_sources(src),
+            "target_in": sequence[:, :-1].to_tensor(PAD, shape=[None, length]),
+            "labels": sequence[:, 1:].to_tensor(PAD, shape=[None, length]),
+        }
+
+    def dataset(self, source, split, batch_size, training, seed=0):
+        ds = self._text_dataset(source, split)
+        if source.kind != "tfds":
+            ds = ds.cache()
+        if training:
+            ds = ds.shuffle(min(self.num_examples(source, split), 50_000), seed=seed).repeat()
+        ds = ds.batch(batch_size, drop_remainder=training)
+        return ds.map(self._encode_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    # Model and loss.
+    def build_model(self):
+        c = self.config
+        return Seq2SeqTranslator(
+            source_vocab_size=spm.vocab_size(os.path.join(self.assets_dir, "source.model")),
+            target_vocab_size=spm.vocab_size(os.path.join(self.assets_dir, "target.model")),
+            embedding_dim=c.embedding_dim, units=c.units, num_layers=c.num_layers,
+            bidirectional=c.bidirectional, attention=c.attention, dropout=c.dropout,
+            name="translator",
+        )
+
+    def loss(self, model, batch, training):
+        """Mean token cross-entropy of each example, padding excluded."""
+        logits = model({"source": batch["source"], "target_in": batch["target_in"]}, training=training)
+        labels = batch["labels"]
+        mask = keras.ops.cast(keras.ops.not_equal(labels, PAD), logits.dtype)
+        ce = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        return keras.ops.sum(ce * mask, -1) / keras.ops.maximum(keras.ops.sum(mask, -1), 1.0)
+
+    # Decoding.
+    def decode_ids(self, model, ids, method=None):
+        c = self.config
+        if (method or c.decode) == "greedy":
+            return model.greedy_decode(ids, c.max_target_length)
+        return model.beam_search(ids, c.max_target_length, c.beam_size, c.length_penalty)
+
+    def detokenize(self, ids):
+        """Strings for decoded ids [B, T], each cut at its first end or pad token."""
+        ids = tf.convert_to_tensor(ids)
+        keep = tf.cast(tf.logical_and(ids != EOS, ids != PAD), tf.int32)
+        lengths = tf.reduce_sum(tf.math.cumprod(keep, axis=1), axis=1)
+        return self.target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(ids, lengths=lengths))
+
+    @functools.lru_cache(maxsize=None)
+    def _translate_fn(self, model, method):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def translate(inputs):
+            ids = self.decode_ids(model, self.encode_sources(inputs), method)
+            return {"translations": self.detokenize(ids)}
+
+        return translate
+
+    def translate(self, model, texts, method=None, batch_size=64):
+        fn = self._translate_fn(model, method or self.config.decode)
+        out = []
+        for i in range(0, len(texts), batch_size):
+            out += [t.decode() for t in fn(tf.constant(texts[i:i + batch_size]))["translations"].numpy()]
+        return out
+
+    # Results.
+    def evaluate(self, model, source, split):
+        import sacrebleu
+
+        src, refs = self._texts(source, split, limit=self.config.eval_examples)
+        hyps = self.translate(model, src)
+        return {
+            "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs)])),
+            "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+            "examples": len(refs),
+        }
+
+    def predict(self, model, inputs):
+        return self.translate(model, list(inputs))
+
+    def resources(self):
+        return {"source_tokenizer": self.source_tokenizer, "target_tokenizer": self.target_tokenizer}
+
+    def held_out_inputs(self, source, count):
+        return self._texts(source, "validation", limit=count)[0]
+
+    def serving_functions(self, model):
+        c = self.config
+        ids_spec = tf.TensorSpec([1, c.max_source_length], tf.int32, name="source")
+
+        def tokens_fn(method):
+            @tf.function(input_signature=[ids_spec])
+            def tokens(source):
+                return {"tokens": self.decode_ids(model, source, method)}
+
+            return Servable(
+                tokens, tflite=True,
+                encode=lambda texts: {"source": self.encode_sources(tf.constant(texts)).numpy()},
+                decode=lambda out: [t.decode() for t in self.detokenize(out["tokens"]).numpy()],
+            )
+
+        return {
+            "serving_default": Servable(self._translate_fn(model, c.decode)),
+            "greedy": Servable(self._translate_fn(model, "greedy")),
+            "beam_search": Servable(self._translate_fn(model, "beam")),
+            "greedy_tokens": tokens_fn("greedy"),
+            "beam_search_tokens": tokens_fn("beam"),
+        }

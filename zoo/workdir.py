@@ -1,0 +1,66 @@
+"""The workdir: one trained model's config, assets, checkpoints, logs and exports.
+
+`zoo.json` records the model, preset, data and every setting, so `evaluate`, `predict` and
+`export` need nothing but the workdir, and `train` on it resumes.
+"""
+
+import dataclasses
+import json
+import os
+
+from trainers.config import TrainerConfig
+from zoo import registry
+from zoo.config import from_dict
+
+CONFIG_FILE = "zoo.json"
+
+
+class WorkdirError(ValueError):
+    """A workdir that is missing, not a zoo workdir, or trained for another model."""
+
+
+def config_path(workdir):
+    return os.path.join(workdir, CONFIG_FILE)
+
+
+def exists(workdir):
+    return os.path.exists(config_path(workdir))
+
+
+def write(workdir, model, preset, data, model_config, trainer_config):
+    """Writes `zoo.json` atomically (a reader never sees half of it)."""
+    os.makedirs(workdir, exist_ok=True)
+    record = {
+        "model": model,
+        "preset": preset,
+        "data": data,
+        "model_config": dataclasses.asdict(model_config),
+        "trainer_config": dataclasses.asdict(trainer_config),
+    }
+    tmp = config_path(workdir) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, config_path(workdir))
+
+
+def read(workdir):
+    """Returns (entry class, record, model config, trainer config) of a workdir.
+
+    Raises:
+        WorkdirError: when the workdir has no readable `zoo.json`.
+    """
+    path = config_path(workdir)
+    if not os.path.exists(path):
+        raise WorkdirError(
+            f"--workdir={workdir}: no {CONFIG_FILE} there; train a model into it first with "
+            f"`zoo train --model=NAME --workdir={workdir}`."
+        )
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        cls = registry.get(record["model"])
+    except (json.JSONDecodeError, KeyError) as e:
+        raise WorkdirError(f"{path}: not a valid zoo workdir config ({e}).") from None
+    model_config = from_dict(cls.config_class, record["model_config"], f"{path} model_config")
+    trainer_config = from_dict(TrainerConfig, record["trainer_config"], f"{path} trainer_config")
+    return cls, record, model_config, trainer_config
