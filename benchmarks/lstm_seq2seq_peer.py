@@ -71,9 +71,9 @@ class Seq2SeqPeer:
             ds = ds.shuffle(len(sources), seed=0).repeat()
         return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-    def fit(self, sources, targets, seconds=None, steps=None, batch_size=64):
+    def fit(self, sources, targets, seconds=None, steps=None, batch_size=64, callbacks=()):
         """Trains with `model.fit` for `seconds` of wall time or `steps` steps."""
-        callbacks = []
+        callbacks = list(callbacks)
         if seconds:
             callbacks.append(_TimeLimit(seconds))
         steps_per_epoch = steps or max(1, len(sources) // batch_size)
@@ -89,13 +89,13 @@ class Seq2SeqPeer:
         out = []
         for i in range(0, len(sources), batch_size):
             h, c = self.encoder_model(self.source_vectorizer(tf.constant(sources[i:i + batch_size])))
-            token = np.full((h.shape[0], 1), start_id, "int32")
+            token = tf.fill((h.shape[0], 1), start_id)
             words = [[] for _ in range(h.shape[0])]
             done = np.zeros(h.shape[0], bool)
             for _ in range(self.max_target_length):
                 probs, h, c = self.decoder_model([token, h, c])
-                token = np.argmax(probs.numpy()[:, -1], axis=-1).astype("int32")[:, None]
-                for row, t in enumerate(token[:, 0]):
+                token = tf.constant(np.argmax(probs.numpy()[:, -1], axis=-1).astype("int32")[:, None])
+                for row, t in enumerate(token.numpy()[:, 0]):
                     if not done[row]:
                         if t == end_id:
                             done[row] = True

@@ -37,7 +37,7 @@ def _to_numpy(outputs):
 
 
 def _mismatches(expected, actual):
-    """Rows where two output dicts differ: exactly for ints and strings."""
+    """Rows where two output dicts differ, compared exactly (tokens, labels, strings)."""
     bad = set()
     for key, want in expected.items():
         got = np.asarray(actual[key])
@@ -78,21 +78,24 @@ def export_saved_model(entry, model, servables, out_dir, inputs):
 
 def export_tflite(entry, name, servable, out_dir, inputs):
     path = os.path.join(out_dir, "tflite", f"{entry.name}_{name}.tflite")
-    tflite.convert(servable.fn, name, path)
-    interp = tflite.interpreter(path)
-    runner = interp.get_signature_runner(name)
+    tmp = path + ".tmp"
+    tflite.convert(servable.fn, name, tmp)
     encoded = servable.encode(inputs)
+    actual = tflite.run_rows(tmp, name, encoded)
     bad = []
     for i in range(len(inputs)):
-        row = {k: v[i:i + 1] for k, v in encoded.items()}
-        expected = _to_numpy(servable.fn(**{k: tf.constant(v) for k, v in row.items()}))
-        if _mismatches(expected, runner(**row)):
+        row = {k: tf.constant(v[i:i + 1]) for k, v in encoded.items()}
+        expected = _to_numpy(servable.fn(**row))
+        if _mismatches(expected, {k: v[i:i + 1] for k, v in actual.items()}):
             bad.append(i)
     if bad:
+        os.unlink(tmp)
         raise ExportError(
             f"{path}: differs from the Keras model on {len(bad)} of {len(inputs)} held-out "
             f"inputs (first: {inputs[bad[0]]!r})."
         )
+    # Only a checked model replaces the previous one, in one rename.
+    os.replace(tmp, path)
     ops = tflite.op_names(path)
     return {
         "format": "tflite", "path": path, "signature": name, "op_sets": [tflite.BUILTINS],

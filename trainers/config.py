@@ -18,7 +18,8 @@ class TrainerConfig:
         checkpoint_every: steps between checkpoints (one is always written at the end).
         keep_checkpoints: checkpoints kept on disk.
         log_every: steps between log lines, TensorBoard scalars and `metrics.jsonl` rows.
-        steps_per_execution: steps run inside one `tf.function` call.
+        steps_per_execution: steps run inside one `tf.function` call (the host syncs once per
+            call; chunks never cross a log, checkpoint or epoch boundary).
         jit_compile: compile the training step with XLA.
         seed: seeds weights, dropout and the data order.
         deterministic: make every op deterministic (bitwise-reproducible runs, slower).
@@ -36,7 +37,7 @@ class TrainerConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 100
-    steps_per_execution: int = 1
+    steps_per_execution: int = 10
     jit_compile: bool = False
     seed: int = 0
     deterministic: bool = False

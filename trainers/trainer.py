@@ -72,16 +72,23 @@ class Trainer:
     # Checkpoints.
     def _checkpoint(self, iterator=None):
         objects = {f"optimizer_{p.name}": o for p, o in zip(self.phases, self.optimizers)}
-        if iterator is not None:
+        if isinstance(iterator, tf.__internal__.tracking.Trackable):
             objects["iterator"] = iterator
-        return tf.train.Checkpoint(model=self.model, step=self.step, **objects)
+        # Dropout's random state lives in seed-generator variables that are not weights, and
+        # the model's own checkpoint tracking misses them; without them a resumed run draws
+        # other dropout masks than one never interrupted.
+        weights = {id(v) for v in self.model.weights}
+        seeds = [v.value for v in self.model.variables if id(v) not in weights]
+        return tf.train.Checkpoint(model=self.model, step=self.step, seed_states=seeds, **objects)
 
     def restore(self, iterator=None):
         """Restores the latest checkpoint, if any; returns its path or None."""
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest:
             try:
-                self._checkpoint(iterator).restore(latest).assert_existing_objects_matched()
+                status = self._checkpoint(iterator).restore(latest).assert_existing_objects_matched()
+                if iterator is None:  # evaluate/predict/export: the input position is not needed
+                    status.expect_partial()
             except (AssertionError, ValueError, tf.errors.OpError) as e:
                 raise TrainingError(
                     f"{latest}: the checkpoint does not fit this model and config ({e})."
@@ -98,13 +105,19 @@ class Trainer:
             with tf.GradientTape() as tape:
                 per_example = phase.loss(self.model, batch, training=True)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            # Dense gradients everywhere: Keras's Adam updates IndexedSlices (embedding rows)
+            # lazily, only the rows a batch touches, so keeping them sparse on one device but
+            # not after an all-reduce would make a run depend on the replica count.
             grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
-            # Clip the global gradient, not each replica's share of it.
-            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            replicas = ctx.num_replicas_in_sync
+            if replicas > 1:
+                # Clip the global gradient, not each replica's share of it.
+                grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
             if self.config.clipnorm:
                 grads, _ = tf.clip_by_global_norm(grads, self.config.clipnorm)
-            # The Keras optimizer sums gradients over replicas again: hand it each one's share.
-            grads = [g / ctx.num_replicas_in_sync for g in grads]
+            if replicas > 1:
+                # The Keras optimizer sums gradients over replicas again: hand it each one's share.
+                grads = [g / replicas for g in grads]
             optimizer.apply_gradients(zip(grads, variables))
             losses.append(loss)
         return tf.stack(losses)
@@ -160,18 +173,24 @@ class Trainer:
         start = int(self.step.numpy())
         if resumed:
             _log(f"Resumed from {resumed} at step {start}.")
+            if not isinstance(iterator, tf.__internal__.tracking.Trackable):
+                # tf.distribute's DistributedIterator cannot be checkpointed.
+                _log("Warning: this strategy's input iterator is not checkpointed; the data order "
+                     "restarts from the beginning of the shuffled stream.")
         train_steps = self._make_train_function()
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "logs", "train"))
         progress = keras.utils.Progbar(total, verbose=1) if sys.stdout.isatty() else None
         result = {"step": start}
         step = start
-        window_start, window_steps = time.perf_counter(), 0
+        window_seconds, window_steps = 0.0, 0
         deadline = time.perf_counter() + c.max_seconds if c.max_seconds else math.inf
         while step < total:
             boundaries = [total, _next_multiple(step, c.steps_per_execution)]
             boundaries += [_next_multiple(step, n) for n in (c.log_every, c.checkpoint_every, steps_per_epoch)]
             count = min(boundaries) - step
+            chunk_start = time.perf_counter()
             losses = train_steps(iterator, tf.constant(count)).numpy()
+            window_seconds += time.perf_counter() - chunk_start
             step += count
             window_steps += count
             if not np.all(np.isfinite(losses)):
@@ -186,15 +205,15 @@ class Trainer:
             if progress is not None:
                 progress.update(step, [("loss", result["loss"])])
             if step % c.log_every == 0 or step == total:
-                elapsed = time.perf_counter() - window_start
+                # Time inside the training function only: not logging, checkpoints or evaluation.
                 row = {
                     **result,
-                    "examples_per_sec": window_steps * c.batch_size / elapsed,
-                    "step_time": elapsed / window_steps,
+                    "examples_per_sec": window_steps * c.batch_size / window_seconds,
+                    "step_time": window_seconds / window_steps,
                     "learning_rate": float(keras.ops.convert_to_numpy(self.optimizers[0].learning_rate)),
                 }
                 self._log_row("train", row, writer)
-                window_start, window_steps = time.perf_counter(), 0
+                window_seconds, window_steps = 0.0, 0
             if step % c.checkpoint_every == 0 or step == total:
                 manager.save(checkpoint_number=step)
             if evaluate and (step % steps_per_epoch == 0 or step == total):

@@ -102,6 +102,23 @@ class UsageError(ValueError):
     pass
 
 
+def _config_help():
+    """The keys `--config` accepts, with their small-preset defaults."""
+    import dataclasses
+
+    from trainers import TrainerConfig
+    from zoo import registry
+
+    def keys(config):
+        return "\n".join(f"    {f.name} = {getattr(config, f.name)!r}" for f in dataclasses.fields(config))
+
+    parts = [f"\n--config keys of the trainer (trainers/config.py):\n{keys(TrainerConfig())}"]
+    for name in registry.names():
+        cls = registry.get(name)
+        parts.append(f"--config keys of model {name!r} (preset small):\n{keys(cls.preset('small'))}")
+    return "\n".join(parts)
+
+
 def _usage():
     lines = [USAGE, "", "Subcommands:"]
     lines += [f"  {name:9s} {spec[3]}" for name, spec in COMMANDS.items()]
@@ -127,7 +144,8 @@ def main(argv):
     fv = flags.FlagValues()
     define(fv)
     if "--help" in rest or "-h" in rest or "--helpfull" in rest:
-        print(f"zoo {name}: {summary}\n\n{fv.get_help() or '  (no flags)'}")
+        extra = _config_help() if name == "train" else ""
+        print(f"zoo {name}: {summary}\n\n{fv.get_help() or '  (no flags)'}{extra}")
         return 0
     try:
         args = fv(["zoo " + name] + rest)[1:]

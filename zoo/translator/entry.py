@@ -121,8 +121,8 @@ class Translator(ZooEntry):
         return [p[0].decode() for p in pairs], [p[1].decode() for p in pairs]
 
     def prepare(self, source):
-        os.makedirs(self.assets_dir, exist_ok=True)
         src, tgt = self._texts(source, "train", limit=VOCAB_SENTENCES)
+        os.makedirs(self.assets_dir, exist_ok=True)
         spm.train(src, self.config.source_vocab_size, os.path.join(self.assets_dir, "source.model"))
         # Targets stay byte-exact so that decoded text compares equal to references.
         spm.train(tgt, self.config.target_vocab_size, os.path.join(self.assets_dir, "target.model"),
