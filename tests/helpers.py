@@ -21,6 +21,23 @@ from zoo.config import from_dict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_MIRRORED = []
+
+
+def mirrored():
+    """One MirroredStrategy over the two logical CPUs, shared by every test in the process.
+
+    Several MirroredStrategy objects over the same devices in one process collide in their
+    collective instance keys ("Shape mismatch in the collective instance ..."), so the tests
+    share one.
+    """
+    if not _MIRRORED:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+        assert len(devices) == 2, "conftest must configure two logical CPUs"
+        _MIRRORED.append(tf.distribute.MirroredStrategy(devices))
+    return _MIRRORED[0]
+
+
 def zoo_cli(*args, check=True, timeout=600):
     """Runs the `zoo` command in a subprocess; returns the CompletedProcess."""
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -73,10 +90,7 @@ def check_training_steps(entry, source, tmp_path):
     result, before, after = train_weights(entry, source, tmp_path / "default")
     assert result["step"] == 2 and np.isfinite(result["loss"])
     assert any(not np.array_equal(b, a) for b, a in zip(before, after)), "no weight changed"
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2, "conftest must configure two logical CPUs"
-    mirrored = tf.distribute.MirroredStrategy(devices)
-    result2, _, after2 = train_weights(entry, source, tmp_path / "mirrored", strategy=mirrored)
+    result2, _, after2 = train_weights(entry, source, tmp_path / "mirrored", strategy=mirrored())
     assert result2["step"] == 2 and np.isfinite(result2["loss"])
     for a, b in zip(after, after2):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)

@@ -10,11 +10,15 @@ class TrainerConfig:
     Attributes:
         steps: total optimizer steps; 0 means `epochs` passes over the training split.
         epochs: passes over the training split when `steps` is 0.
-        batch_size: global batch size (split over replicas).
+        batch_size: global batch size (split over workers and replicas; must divide evenly).
         optimizer: "adam" or "adamw".
         learning_rate: peak learning rate.
+        lr_schedule: "constant", "linear" or "cosine" decay to 0 at the last step.
+        warmup_steps: linear warmup from 0 to `learning_rate` over this many steps.
         weight_decay: AdamW decoupled weight decay.
-        clipnorm: clip gradients to this global norm (0: no clipping).
+        clipnorm: clip the global gradient to this norm (0: no clipping).
+        mixed_precision: "" (float32), "mixed_bfloat16" (TPU, CPU) or "mixed_float16" (GPU;
+            with dynamic loss scaling).
         checkpoint_every: steps between checkpoints (one is always written at the end).
         keep_checkpoints: checkpoints kept on disk.
         log_every: steps between log lines, TensorBoard scalars and `metrics.jsonl` rows.
@@ -25,6 +29,10 @@ class TrainerConfig:
         deterministic: make every op deterministic (bitwise-reproducible runs, slower).
         max_seconds: stop after this much training wall time in this run (0: no limit);
             a checkpoint is written and the model evaluated as at the last step.
+        early_stopping_metric: validation metric watched after each epoch ("" : off), e.g.
+            "val_loss" or "chrf"; its best checkpoint is kept in `checkpoints/best/`.
+        early_stopping_mode: "min", "max", or "auto" (min for names containing "loss").
+        early_stopping_patience: evaluations without improvement before training stops.
     """
 
     steps: int = 0
@@ -32,8 +40,11 @@ class TrainerConfig:
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     weight_decay: float = 0.01
     clipnorm: float = 1.0
+    mixed_precision: str = ""
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 100
@@ -42,3 +53,6 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False
     max_seconds: float = 0.0
+    early_stopping_metric: str = ""
+    early_stopping_mode: str = "auto"
+    early_stopping_patience: int = 3

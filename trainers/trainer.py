@@ -3,11 +3,22 @@
 Keras 3 `fit` cannot run under MultiWorkerMirroredStrategy (keras-team/keras#20585), so the
 trainer runs its own loop: a per-replica step under `strategy.run` inside a `tf.function`,
 losses scaled by the global batch, one optimizer per phase of the model's step.
+
+Input: every worker runs the same seeded `tf.data` pipeline of global batches through a plain
+iterator and hands each of its replicas that replica's slice of the global batch
+(`experimental_distribute_values_from_function`; tf.data's DATA auto-sharding, done by hand).
+So any strategy sees exactly the examples a single device would, step by step; and plain
+iterators can be checkpointed (tf.distribute's distributed iterators cannot), so each worker
+saves its input position beside the model checkpoint and a resumed run continues the stream
+exactly. The cost: each worker tokenizes the whole global batch, cheap beside the model step.
 """
 
+import hashlib
 import json
 import math
 import os
+import shutil
+import signal
 import sys
 import time
 
@@ -15,20 +26,33 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainers import curves
 from trainers.config import TrainerConfig
+from trainers.schedules import WarmupDecay
+from trainers.strategy import is_chief, worker_id
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on SIGTERM after a checkpoint; run again to resume
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not fit the model)."""
 
 
-def make_optimizer(config):
-    kwargs = {"learning_rate": config.learning_rate}
+class Preempted(RuntimeError):
+    """Training stopped on SIGTERM after writing a checkpoint; running again resumes it."""
+
+
+def make_optimizer(config, total_steps):
+    schedule = WarmupDecay(config.learning_rate, config.warmup_steps, total_steps, config.lr_schedule)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(**kwargs)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(weight_decay=config.weight_decay, **kwargs)
-    raise TrainingError(f"--config optimizer={config.optimizer}: expected 'adam' or 'adamw'.")
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    elif config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+    else:
+        raise TrainingError(f"--config optimizer={config.optimizer}: expected 'adam' or 'adamw'.")
+    if config.mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 class Trainer:
@@ -39,6 +63,7 @@ class Trainer:
         config: a `TrainerConfig`.
         workdir: where checkpoints, TensorBoard logs and `metrics.jsonl` go.
         strategy: a `tf.distribute.Strategy`; the default strategy if None.
+        source: the training data, to size the learning-rate schedule in epochs.
 
     Example:
         >>> import tempfile, zoo
@@ -51,29 +76,43 @@ class Trainer:
         ['loss', 'step']
     """
 
-    def __init__(self, entry, config=None, workdir=None, strategy=None):
+    def __init__(self, entry, config=None, workdir=None, strategy=None, source=None):
         self.entry = entry
-        self.config = config or TrainerConfig()
+        self.config = c = config or TrainerConfig()
         self.workdir = workdir or entry.workdir
         self.strategy = strategy or tf.distribute.get_strategy()
-        if self.config.deterministic:
+        self.chief = is_chief(self.strategy)
+        self.worker = worker_id(self.strategy)
+        if c.batch_size % self.strategy.num_replicas_in_sync:
+            raise TrainingError(
+                f"--batch_size={c.batch_size} does not split evenly over "
+                f"{self.strategy.num_replicas_in_sync} replicas."
+            )
+        if c.deterministic:
             tf.config.experimental.enable_op_determinism()
-        keras.utils.set_random_seed(self.config.seed)
+        keras.mixed_precision.set_global_policy(c.mixed_precision or "float32")
+        keras.utils.set_random_seed(c.seed)
+        self.steps_per_epoch = None
+        if source is not None:
+            self.steps_per_epoch = max(1, entry.num_examples(source, "train") // c.batch_size)
+        self.total_steps = c.steps or c.epochs * (self.steps_per_epoch or 1)
         with self.strategy.scope():
             self.model = entry.build_model()
             self.model.build()
             self.phases = entry.phases(self.model)
-            self.optimizers = [make_optimizer(self.config) for _ in self.phases]
+            self.optimizers = [make_optimizer(c, self.total_steps) for _ in self.phases]
             for phase, optimizer in zip(self.phases, self.optimizers):
                 optimizer.build(phase.variables(self.model))
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint_dir = os.path.join(self.workdir, "checkpoints")
+        # Every worker must take part in a save; only the chief's lands in the real folder.
+        self._save_dir = self.checkpoint_dir if self.chief else os.path.join(
+            self.checkpoint_dir, f".worker-{self.worker}-tmp")
+        self._stop_requested = False
 
     # Checkpoints.
-    def _checkpoint(self, iterator=None):
+    def _checkpoint(self):
         objects = {f"optimizer_{p.name}": o for p, o in zip(self.phases, self.optimizers)}
-        if isinstance(iterator, tf.__internal__.tracking.Trackable):
-            objects["iterator"] = iterator
         # Dropout's random state lives in seed-generator variables that are not weights, and
         # the model's own checkpoint tracking misses them; without them a resumed run draws
         # other dropout masks than one never interrupted.
@@ -81,40 +120,83 @@ class Trainer:
         seeds = [v.value for v in self.model.variables if id(v) not in weights]
         return tf.train.Checkpoint(model=self.model, step=self.step, seed_states=seeds, **objects)
 
+    def _input_dir(self):
+        return os.path.join(self.checkpoint_dir, "input", f"worker-{self.worker}")
+
     def restore(self, iterator=None):
-        """Restores the latest checkpoint, if any; returns its path or None."""
+        """Restores the latest checkpoint (and this worker's input position); returns its path."""
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
-        if latest:
-            try:
-                status = self._checkpoint(iterator).restore(latest).assert_existing_objects_matched()
-                if iterator is None:  # evaluate/predict/export: the input position is not needed
-                    status.expect_partial()
-            except (AssertionError, ValueError, tf.errors.OpError) as e:
-                raise TrainingError(
-                    f"{latest}: the checkpoint does not fit this model and config ({e})."
-                ) from None
+        if not latest:
+            return None
+        try:
+            status = self._checkpoint().restore(latest).assert_existing_objects_matched()
+            if iterator is None:  # evaluate/predict/export: the optimizers' slots are not needed
+                status.expect_partial()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise TrainingError(f"{latest}: the checkpoint does not fit this model and config ({e}).") from None
+        if iterator is not None:
+            step = int(self.step.numpy())
+            position = os.path.join(self._input_dir(), f"input-{step}")
+            if tf.io.gfile.exists(position + ".index"):
+                tf.train.Checkpoint(iterator=iterator).read(position).assert_consumed()
+            else:
+                _log(f"Warning: no input position {position} for step {step}; the data stream restarts.")
         return latest
+
+    def _save(self, manager, iterator, step):
+        # The input position first: a kill between the two saves leaves the model checkpoint
+        # at the previous step, whose input position is still on disk.
+        input_checkpoint = tf.train.Checkpoint(iterator=iterator)
+        os.makedirs(self._input_dir(), exist_ok=True)
+        input_checkpoint.write(os.path.join(self._input_dir(), f"input-{step}"))
+        manager.save(checkpoint_number=step)
+        keep = {int(os.path.basename(p).split("-")[-1]) for p in manager.checkpoints}
+        for name in os.listdir(self._input_dir()):
+            number = name.split(".")[0].split("-")[-1]
+            if number.isdigit() and int(number) not in keep and int(number) != step:
+                os.remove(os.path.join(self._input_dir(), name))
+        if not self.chief:
+            shutil.rmtree(self._save_dir, ignore_errors=True)
+
+    # Input.
+    def _distribute(self, batch):
+        if self.strategy.num_replicas_in_sync == 1:
+            return batch
+        per_replica = self.config.batch_size // self.strategy.num_replicas_in_sync
+
+        def value_fn(ctx):
+            i = ctx.replica_id_in_sync_group
+            return tf.nest.map_structure(lambda t: t[i * per_replica:(i + 1) * per_replica], batch)
+
+        return self.strategy.experimental_distribute_values_from_function(value_fn)
 
     # The step.
     def _replica_step(self, batch):
         ctx = tf.distribute.get_replica_context()
-        global_batch = self.config.batch_size
         losses = []
         for phase, optimizer in zip(self.phases, self.optimizers):
             variables = phase.variables(self.model)
+            scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
             with tf.GradientTape() as tape:
-                per_example = phase.loss(self.model, batch, training=True)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                per_example = tf.cast(phase.loss(self.model, batch, training=True), tf.float32)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
+                target = optimizer.scale_loss(loss) if scaled else loss
             # Dense gradients everywhere: Keras's Adam updates IndexedSlices (embedding rows)
             # lazily, only the rows a batch touches, so keeping them sparse on one device but
             # not after an all-reduce would make a run depend on the replica count.
-            grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+            grads = [tf.convert_to_tensor(g) for g in tape.gradient(target, variables)]
             replicas = ctx.num_replicas_in_sync
             if replicas > 1:
                 # Clip the global gradient, not each replica's share of it.
                 grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
             if self.config.clipnorm:
-                grads, _ = tf.clip_by_global_norm(grads, self.config.clipnorm)
+                # In true (unscaled) units; a non-finite norm keeps the gradients non-finite,
+                # so the loss-scale optimizer still skips that step.
+                norm = tf.linalg.global_norm(grads)
+                if scaled:
+                    norm = norm / tf.cast(optimizer.dynamic_scale, norm.dtype)
+                factor = self.config.clipnorm / tf.maximum(norm, self.config.clipnorm)
+                grads = [g * tf.cast(factor, g.dtype) for g in grads]
             if replicas > 1:
                 # The Keras optimizer sums gradients over replicas again: hand it each one's share.
                 grads = [g / replicas for g in grads]
@@ -128,13 +210,16 @@ class Trainer:
             replica_step = tf.function(replica_step, jit_compile=True)
 
         @tf.function
-        def train_steps(iterator, count):
+        def train_steps(iterator, count, stop_requested):
             losses = tf.zeros([len(self.phases)])
             for _ in tf.range(count):
-                per_replica = self.strategy.run(replica_step, args=(next(iterator),))
+                per_replica = self.strategy.run(replica_step, args=(self._distribute(next(iterator)),))
                 losses = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
             self.step.assign_add(tf.cast(count, tf.int64))
-            return losses
+            # Every worker learns whether any was asked to stop, so all stop at the same step.
+            flags = self.strategy.run(lambda: tf.identity(stop_requested))
+            stop = self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None) > 0
+            return losses, stop
 
         return train_steps
 
@@ -143,7 +228,7 @@ class Trainer:
         loss_fn = tf.function(lambda batch: self.phases[0].loss(self.model, batch, training=False))
         total, count = 0.0, 0
         for batch in self.entry.dataset(source, "validation", self.config.batch_size, training=False):
-            per_example = loss_fn(batch).numpy()
+            per_example = np.asarray(loss_fn(batch), dtype=np.float64)
             total += float(per_example.sum())
             count += len(per_example)
         return total / max(count, 1)
@@ -153,83 +238,163 @@ class Trainer:
         metrics.update(self.entry.evaluate(self.model, source, "validation"))
         return metrics
 
+    # Early stopping.
+    def _best_path(self):
+        return os.path.join(self.checkpoint_dir, "best", "best.json")
+
+    def _track_best(self, metrics, step, best_manager):
+        """Saves a best checkpoint on improvement; returns whether patience ran out."""
+        c = self.config
+        if not c.early_stopping_metric:
+            return False
+        if c.early_stopping_metric not in metrics:
+            raise TrainingError(
+                f"--config early_stopping_metric={c.early_stopping_metric}: not a validation metric; "
+                f"metrics: {', '.join(sorted(metrics))}."
+            )
+        mode = c.early_stopping_mode
+        if mode == "auto":
+            mode = "min" if "loss" in c.early_stopping_metric else "max"
+        value = float(metrics[c.early_stopping_metric])
+        state = {"metric": c.early_stopping_metric, "value": None, "step": None, "bad_evaluations": 0}
+        if os.path.exists(self._best_path()):
+            with open(self._best_path()) as f:
+                state = json.load(f)
+        best = state["value"]
+        if best is None or (value < best if mode == "min" else value > best):
+            best_manager.save(checkpoint_number=step)
+            state.update(value=value, step=step, bad_evaluations=0)
+        else:
+            state["bad_evaluations"] += 1
+        if self.chief:
+            _write_json(self._best_path(), state)
+        return state["bad_evaluations"] >= c.early_stopping_patience
+
     # The loop.
     def train(self, source, evaluate=True):
         """Trains to `config.steps` (or `config.epochs`), resuming from the latest checkpoint.
 
         Returns:
             The last training loss, the step, and the last validation metrics.
+
+        Raises:
+            TrainingError: on a non-finite loss (the last good checkpoint is kept).
+            Preempted: after SIGTERM, once a checkpoint is written.
         """
         c = self.config
-        steps_per_epoch = max(1, self.entry.num_examples(source, "train") // c.batch_size)
+        steps_per_epoch = self.steps_per_epoch or max(1, self.entry.num_examples(source, "train") // c.batch_size)
         total = c.steps or c.epochs * steps_per_epoch
-        dataset = self.entry.dataset(source, "train", c.batch_size, training=True, seed=c.seed)
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-        checkpoint = self._checkpoint(iterator)
-        manager = tf.train.CheckpointManager(
-            checkpoint, self.checkpoint_dir, max_to_keep=c.keep_checkpoints, checkpoint_name="ckpt"
-        )
+        iterator = iter(self.entry.dataset(source, "train", c.batch_size, training=True, seed=c.seed))
+        manager = tf.train.CheckpointManager(self._checkpoint(), self._save_dir,
+                                             max_to_keep=c.keep_checkpoints, checkpoint_name="ckpt")
+        best_manager = tf.train.CheckpointManager(
+            self._checkpoint(), os.path.join(self._save_dir, "best"), max_to_keep=1, checkpoint_name="best")
         resumed = self.restore(iterator)
-        start = int(self.step.numpy())
+        step = start = int(self.step.numpy())
         if resumed:
             _log(f"Resumed from {resumed} at step {start}.")
-            if not isinstance(iterator, tf.__internal__.tracking.Trackable):
-                # tf.distribute's DistributedIterator cannot be checkpointed.
-                _log("Warning: this strategy's input iterator is not checkpointed; the data order "
-                     "restarts from the beginning of the shuffled stream.")
         train_steps = self._make_train_function()
-        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "logs", "train"))
-        progress = keras.utils.Progbar(total, verbose=1) if sys.stdout.isatty() else None
+        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "logs", "train" if self.chief else f"worker-{self.worker}"))
+        progress = keras.utils.Progbar(total, verbose=1) if sys.stdout.isatty() and self.chief else None
         result = {"step": start}
-        step = start
         window_seconds, window_steps = 0.0, 0
         deadline = time.perf_counter() + c.max_seconds if c.max_seconds else math.inf
-        while step < total:
-            boundaries = [total, _next_multiple(step, c.steps_per_execution)]
-            boundaries += [_next_multiple(step, n) for n in (c.log_every, c.checkpoint_every, steps_per_epoch)]
-            count = min(boundaries) - step
-            chunk_start = time.perf_counter()
-            losses = train_steps(iterator, tf.constant(count)).numpy()
-            window_seconds += time.perf_counter() - chunk_start
-            step += count
-            window_steps += count
-            if not np.all(np.isfinite(losses)):
-                raise TrainingError(
-                    f"Non-finite loss {losses.tolist()} at step {step}; the last good checkpoint "
-                    f"({manager.latest_checkpoint}) is kept."
-                )
-            result = {"step": step, "loss": float(losses.sum())}
-            if time.perf_counter() >= deadline:
-                _log(f"Stopping at step {step}: --config max_seconds={c.max_seconds} reached.")
-                total = step
-            if progress is not None:
-                progress.update(step, [("loss", result["loss"])])
-            if step % c.log_every == 0 or step == total:
-                # Time inside the training function only: not logging, checkpoints or evaluation.
-                row = {
-                    **result,
-                    "examples_per_sec": window_steps * c.batch_size / window_seconds,
-                    "step_time": window_seconds / window_steps,
-                    "learning_rate": float(keras.ops.convert_to_numpy(self.optimizers[0].learning_rate)),
-                }
-                self._log_row("train", row, writer)
-                window_seconds, window_steps = 0.0, 0
-            if step % c.checkpoint_every == 0 or step == total:
-                manager.save(checkpoint_number=step)
-            if evaluate and (step % steps_per_epoch == 0 or step == total):
-                metrics = self.evaluate(source)
-                result.update(metrics)
-                self._log_row("validation", {"step": step, "epoch": step / steps_per_epoch, **metrics}, writer)
+        previous_handler = self._install_sigterm_handler()
+        try:
+            while step < total:
+                boundaries = [total, _next_multiple(step, c.steps_per_execution)]
+                boundaries += [_next_multiple(step, n) for n in (c.log_every, c.checkpoint_every, steps_per_epoch)]
+                count = min(boundaries) - step
+                chunk_start = time.perf_counter()
+                losses, stop = train_steps(iterator, tf.constant(count), tf.constant(int(self._stop_requested)))
+                losses = losses.numpy()
+                window_seconds += time.perf_counter() - chunk_start
+                step += count
+                window_steps += count
+                if not np.all(np.isfinite(losses)):
+                    raise TrainingError(
+                        f"Non-finite loss {losses.tolist()} at step {step}; the last good checkpoint "
+                        f"({manager.latest_checkpoint}) is kept."
+                    )
+                result = {"step": step, "loss": float(losses.sum())}
+                preempted = bool(stop.numpy())
+                if time.perf_counter() >= deadline:
+                    _log(f"Stopping at step {step}: --config max_seconds={c.max_seconds} reached.")
+                    total = step
+                if progress is not None:
+                    progress.update(step, [("loss", result["loss"])])
+                if step % c.log_every == 0 or step == total:
+                    step_time = window_seconds / window_steps
+                    # Time inside the training function only: not logging, checkpoints or evaluation.
+                    row = {**result, "examples_per_sec": c.batch_size / step_time, "step_time": step_time,
+                           "learning_rate": self._learning_rate(), "eta_s": round((total - step) * step_time, 1)}
+                    self._log_row("train", row, writer)
+                    window_seconds, window_steps = 0.0, 0
+                if preempted:
+                    self._save(manager, iterator, step)
+                    raise Preempted(f"Stopped on SIGTERM at step {step} after writing "
+                                    f"{manager.latest_checkpoint}; run the same command to resume.")
+                if step % c.checkpoint_every == 0 or step == total:
+                    self._save(manager, iterator, step)
+                if evaluate and (step % steps_per_epoch == 0 or step == total):
+                    metrics = self.evaluate(source)
+                    result.update(metrics)
+                    self._log_row("validation", {"step": step, "epoch": step / steps_per_epoch, **metrics}, writer)
+                    if self._track_best(metrics, step, best_manager):
+                        _log(f"Early stopping at step {step}: {c.early_stopping_metric} has not improved "
+                             f"for {c.early_stopping_patience} evaluations.")
+                        if step % c.checkpoint_every:
+                            self._save(manager, iterator, step)
+                        break
+                    if self.chief:
+                        curves.plot(self.workdir)
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+        if self.chief and os.path.exists(os.path.join(self.workdir, "metrics.jsonl")):
+            curves.plot(self.workdir)
+        # Lets workers (and users) check that every replica ended with the same weights.
+        _log(f"[done] worker={self.worker} step={step} weights_sha256={self.weights_digest()}")
         return result
+
+    def weights_digest(self):
+        digest = hashlib.sha256()
+        for v in self.model.weights:
+            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(v)).tobytes())
+        return digest.hexdigest()[:16]
+
+    def _install_sigterm_handler(self):
+        def handler(signum, frame):  # noqa: ARG001
+            _log("SIGTERM received: stopping after this chunk of steps, with a checkpoint.")
+            self._stop_requested = True
+
+        try:
+            return signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread: the caller handles signals
+            return None
+
+    def _learning_rate(self):
+        optimizer = self.optimizers[0]
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        return float(keras.ops.convert_to_numpy(inner.learning_rate))
 
     def _log_row(self, kind, row, writer):
         with writer.as_default(step=row["step"]):
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)):
                     tf.summary.scalar(f"{kind}/{key}", value)
-        with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps({"kind": kind, **row}) + "\n")
+        if self.chief:
+            with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
+                f.write(json.dumps({"kind": kind, **row}) + "\n")
         _log(f"[{kind}] " + " ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+
+
+def _write_json(path, value):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
 
 
 def _next_multiple(step, every):

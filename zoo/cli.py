@@ -34,6 +34,11 @@ def _define_train(fv):
     flags.DEFINE_integer("steps", None, "Total training steps (wins over --epochs).", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("epochs", None, "Passes over the training split.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("batch_size", None, "Global batch size.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("strategy", "auto", ["auto", "cpu", "one_device", "mirrored", "multi_worker", "tpu"],
+                      "Distribution: auto picks a TPU when one resolves, MirroredStrategy over several "
+                      "GPUs, else one device; multi_worker reads TF_CONFIG; tpu uses --tpu.", flag_values=fv)
+    flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu (empty on a TPU VM).",
+                        flag_values=fv)
     flags.DEFINE_multi_string("config", [], "KEY=VALUE override of a model or trainer setting; "
                               "repeat for several. An unknown key lists the valid ones.", flag_values=fv)
 
@@ -61,7 +66,8 @@ def _train(fv, args):
     from zoo import commands
 
     result = commands.train(fv.model, fv.workdir, data=fv.data, preset=fv.preset, steps=fv.steps,
-                            epochs=fv.epochs, batch_size=fv.batch_size, overrides=fv.config)
+                            epochs=fv.epochs, batch_size=fv.batch_size, overrides=fv.config,
+                            strategy=fv.strategy, tpu=fv.tpu)
     print(json.dumps(result))
 
 
@@ -127,7 +133,8 @@ def _usage():
 
 def main(argv):
     """Runs `zoo` with `argv` (without the program name); returns the exit code."""
-    from trainers.trainer import TrainingError
+    from trainers.strategy import StrategyError
+    from trainers.trainer import PREEMPTED_EXIT_CODE, Preempted, TrainingError
     from export.errors import ExportError
     from zoo.config import ConfigError
     from zoo.sources import DataError
@@ -155,13 +162,17 @@ def main(argv):
         if args and name != "predict":
             raise UsageError(f"zoo {name}: unexpected arguments {args}; see `zoo {name} --help`.")
         run(fv, args)
+    except Preempted as e:
+        print(f"zoo {name}: {e}", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     except flags.Error as e:
         print(f"zoo {name}: error: {e}\nSee `zoo {name} --help`.", file=sys.stderr)
         return 2
-    except (UsageError, ConfigError, DataError, WorkdirError, TrainingError, ExportError, KeyError) as e:
+    except (UsageError, ConfigError, DataError, WorkdirError, StrategyError, TrainingError, ExportError,
+            KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"zoo {name}: error: {message}", file=sys.stderr)
-        return 2 if isinstance(e, (UsageError, ConfigError, DataError, WorkdirError, KeyError)) else 1
+        return 1 if isinstance(e, (TrainingError, ExportError)) else 2
     return 0
 
 

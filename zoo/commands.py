@@ -9,14 +9,17 @@ Example:
 """
 
 import dataclasses
+import os
+import time
 
 from trainers import Trainer, TrainerConfig
+from trainers.strategy import is_chief, make_strategy
 from zoo import registry, sources, workdir as workdirs
 from zoo.config import apply_overrides
 
 
 def train(model, workdir, data=None, preset="small", steps=None, epochs=None, batch_size=None,
-          overrides=(), evaluate=True):
+          overrides=(), evaluate=True, strategy="auto", tpu=None):
     """Trains `model` into `workdir`, or resumes the training already there.
 
     Args:
@@ -26,6 +29,8 @@ def train(model, workdir, data=None, preset="small", steps=None, epochs=None, ba
         preset: "tiny", "small" or "base".
         steps, epochs, batch_size: trainer settings (`steps` wins over `epochs`).
         overrides: `KEY=VALUE` strings for model or trainer settings.
+        strategy: a name from `trainers.strategy.STRATEGIES`, or a `tf.distribute.Strategy`.
+        tpu: TPU name or address for `strategy="tpu"` (or "auto").
 
     Returns:
         The final step, loss and validation metrics.
@@ -58,13 +63,30 @@ def train(model, workdir, data=None, preset="small", steps=None, epochs=None, ba
         trainer_config = dataclasses.replace(trainer_config, batch_size=batch_size)
 
     source = sources.parse(data)
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy, tpu)
     entry = cls(model_config, workdir)
     if workdirs.exists(workdir):
         entry.load_assets()
-    else:
+    elif is_chief(strategy):
         entry.prepare(source)
-    workdirs.write(workdir, model, preset, data, model_config, trainer_config)
-    return Trainer(entry, trainer_config, workdir).train(source, evaluate=evaluate)
+    else:
+        # Other workers wait for the chief's vocabularies (shared storage) rather than learn
+        # their own, which could differ.
+        _wait_for(workdirs.config_path(workdir))
+        entry.load_assets()
+    if is_chief(strategy):  # after the assets: other workers wait for this file
+        workdirs.write(workdir, model, preset, data, model_config, trainer_config)
+    trainer = Trainer(entry, trainer_config, workdir, strategy=strategy, source=source)
+    return trainer.train(source, evaluate=evaluate)
+
+
+def _wait_for(path, seconds=600):
+    deadline = time.time() + seconds
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise workdirs.WorkdirError(f"{path} did not appear within {seconds} s (is the chief running?).")
+        time.sleep(0.5)
 
 
 def _is_model_key(cls, override):
@@ -77,7 +99,9 @@ def restore(workdir):
     cls, record, model_config, trainer_config = workdirs.read(workdir)
     entry = cls(model_config, workdir)
     entry.load_assets()
-    trainer = Trainer(entry, trainer_config, workdir)
+    # Serve and evaluate in float32, whatever precision the model trained in (its variables
+    # are float32 either way).
+    trainer = Trainer(entry, dataclasses.replace(trainer_config, mixed_precision=""), workdir)
     if trainer.restore() is None:
         raise workdirs.WorkdirError(
             f"--workdir={workdir}: no checkpoint in {trainer.checkpoint_dir}; train first."

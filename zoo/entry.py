@@ -86,7 +86,7 @@ class ZooEntry:
         """Loads what `prepare` wrote."""
 
     def dataset(self, source, split, batch_size, training, seed=0):
-        """A `tf.data.Dataset` of batches with static shapes."""
+        """A `tf.data.Dataset` of batches with static shapes (repeated when training)."""
         raise NotImplementedError
 
     def num_examples(self, source, split):

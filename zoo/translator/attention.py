@@ -50,9 +50,11 @@ class Attention(keras.layers.Layer):
         else:
             hidden = ops.tanh(ops.expand_dims(self.query_dense(query), 2) + ops.expand_dims(keys, 1))
             scores = ops.squeeze(self.v(hidden), -1)
+        # Softmax in float32: under mixed precision -1e9 does not fit float16.
+        scores = ops.cast(scores, "float32")
         mask = ops.expand_dims(ops.cast(memory_mask, "bool"), 1)
         scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
-        weights = ops.softmax(scores, axis=-1)
+        weights = ops.cast(ops.softmax(scores, axis=-1), memory.dtype)
         context = ops.einsum("bts,bse->bte", weights, memory)
         return self.output_dense(ops.concatenate([context, query], axis=-1))
 

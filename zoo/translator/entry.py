@@ -172,6 +172,7 @@ class Translator(ZooEntry):
     def loss(self, model, batch, training):
         """Mean token cross-entropy of each example, padding excluded."""
         logits = model({"source": batch["source"], "target_in": batch["target_in"]}, training=training)
+        logits = keras.ops.cast(logits, "float32")  # the loss in float32 under mixed precision
         labels = batch["labels"]
         mask = keras.ops.cast(keras.ops.not_equal(labels, PAD), logits.dtype)
         ce = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)

@@ -1,0 +1,140 @@
+"""The trainer on its own: phases, precision, XLA, schedules, faults, early stopping, logs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import helpers, toy_entry
+from trainers import Trainer, TrainerConfig, TrainingError
+from trainers.schedules import WarmupDecay
+from trainers.strategy import StrategyError, make_strategy
+from zoo import registry, sources
+
+TOY = sources.parse("builtin:toy")
+
+
+@pytest.fixture
+def toy(tmp_path):
+    cls = toy_entry.register()
+    yield cls(cls.config_class(), str(tmp_path))
+    registry.unregister(toy_entry.NAME)
+
+
+def test_two_phases_each_update_only_their_variables(toy, tmp_path):
+    trainer = Trainer(toy, TrainerConfig(steps=3, batch_size=16, log_every=1), str(tmp_path))
+    disc = [np.array(v) for v in trainer.model.discriminator.trainable_variables]
+    gen = [np.array(v) for v in trainer.model.generator.trainable_variables]
+    result = trainer.train(TOY, evaluate=False)
+    assert result["step"] == 3
+    assert [o.iterations.numpy() for o in trainer.optimizers] == [3, 3]
+    assert all(not np.array_equal(a, np.array(b)) for a, b in zip(disc, trainer.model.discriminator.trainable_variables))
+    assert all(not np.array_equal(a, np.array(b)) for a, b in zip(gen, trainer.model.generator.trainable_variables))
+
+
+def test_two_phases_under_mirrored_match_one_device(toy, tmp_path):
+    config = TrainerConfig(steps=4, batch_size=16, log_every=2, seed=3)
+    one = Trainer(toy, config, str(tmp_path / "one"))
+    one.train(TOY, evaluate=False)
+    two = Trainer(toy, config, str(tmp_path / "two"), strategy=helpers.mirrored())
+    two.train(TOY, evaluate=False)
+    for a, b in zip(one.model.weights, two.model.weights):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(set(registry.names()) - {toy_entry.NAME}))
+def test_every_entry_trains_under_xla(name, tmp_path):
+    entry, source = helpers.tiny_entry(name, tmp_path)
+    config = TrainerConfig(steps=2, batch_size=8, jit_compile=True, steps_per_execution=2, log_every=2)
+    result = Trainer(entry, config, str(tmp_path)).train(source, evaluate=False)
+    assert result["step"] == 2 and np.isfinite(result["loss"])
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_steps(policy, tmp_path):
+    entry, source = helpers.tiny_entry("translator", tmp_path)
+    try:
+        trainer = Trainer(entry, TrainerConfig(steps=2, batch_size=8, mixed_precision=policy, log_every=1),
+                          str(tmp_path))
+        result = trainer.train(source, evaluate=False)
+        assert np.isfinite(result["loss"])
+        assert trainer.model.source_embedding.compute_dtype == policy.split("_")[1]
+        assert all(v.dtype == "float32" for v in trainer.model.trainable_variables)
+    finally:
+        import keras
+
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_adamw_with_warmup_and_decay(toy, tmp_path):
+    config = TrainerConfig(steps=10, batch_size=16, optimizer="adamw", warmup_steps=4, lr_schedule="cosine",
+                           learning_rate=0.01, log_every=2)
+    trainer = Trainer(toy, config, str(tmp_path))
+    trainer.train(TOY, evaluate=False)
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    rates = [r["learning_rate"] for r in rows]
+    assert rates[0] == pytest.approx(0.005) and rates[1] == pytest.approx(0.01, rel=0.05)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-6)
+    assert all(a > b for a, b in zip(rates[1:], rates[2:])), rates  # decays after the warmup
+    assert type(trainer.optimizers[0]).__name__ == "AdamW"
+
+
+def test_schedules():
+    cosine = WarmupDecay(1.0, warmup_steps=0, total_steps=100, decay="cosine")
+    assert float(cosine(0)) == pytest.approx(1.0) and float(cosine(50)) == pytest.approx(0.5)
+    assert float(cosine(100)) == pytest.approx(0.0, abs=1e-7)
+    linear = WarmupDecay(2.0, warmup_steps=10, total_steps=20, decay="linear")
+    assert [float(linear(s)) for s in (5, 10, 15)] == pytest.approx([1.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match="lr_schedule=step"):
+        WarmupDecay(1.0, 0, 10, "step")
+
+
+def test_non_finite_loss_names_step_and_keeps_last_checkpoint(tmp_path):
+    cls = toy_entry.register()
+    try:
+        entry = cls(toy_entry.ToyConfig(poison_step=7), str(tmp_path))
+        config = TrainerConfig(steps=20, batch_size=16, checkpoint_every=4, log_every=1, steps_per_execution=1)
+        with pytest.raises(TrainingError, match=r"Non-finite loss .* at step 7; the last good checkpoint .*ckpt-4"):
+            Trainer(entry, config, str(tmp_path)).train(TOY, evaluate=False)
+        assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+    finally:
+        registry.unregister(toy_entry.NAME)
+
+
+def test_early_stopping_keeps_best_and_plots(toy, tmp_path):
+    # Learning rate 0: the metric never improves after the first evaluation.
+    config = TrainerConfig(epochs=10, batch_size=128, learning_rate=0.0, early_stopping_metric="mean_gap",
+                           early_stopping_patience=2, log_every=4, checkpoint_every=100)
+    result = Trainer(toy, config, str(tmp_path)).train(TOY)
+    assert result["step"] == 12  # 4 steps an epoch: best at epoch 1, two more without improvement
+    best = json.load(open(tmp_path / "checkpoints" / "best" / "best.json"))
+    assert best["step"] == 4 and best["metric"] == "mean_gap" and best["bad_evaluations"] == 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "best")).endswith("best-4")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-12")
+    assert (tmp_path / "training_curves.png").stat().st_size > 1000
+
+
+def test_unknown_early_stopping_metric(toy, tmp_path):
+    config = TrainerConfig(epochs=1, batch_size=128, early_stopping_metric="bleu")
+    with pytest.raises(TrainingError, match="early_stopping_metric=bleu: not a validation metric; metrics: mean_gap, val_loss"):
+        Trainer(toy, config, str(tmp_path)).train(TOY)
+
+
+def test_strategies_by_name(monkeypatch):
+    assert make_strategy("cpu").num_replicas_in_sync == 1
+    assert make_strategy("auto").num_replicas_in_sync == 1  # no TPU, no GPU here
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(StrategyError, match="--strategy=multi_worker: set TF_CONFIG"):
+        make_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(StrategyError, match="TF_CONFIG must be JSON"):
+        make_strategy("multi_worker")
+    with pytest.raises(StrategyError, match="--strategy=gpu_farm: expected one of"):
+        make_strategy("gpu_farm")
+
+
+def test_batch_must_split_over_replicas(toy, tmp_path):
+    with pytest.raises(TrainingError, match="--batch_size=15 does not split evenly over 2 replicas"):
+        Trainer(toy, TrainerConfig(batch_size=15), str(tmp_path), strategy=helpers.mirrored())
