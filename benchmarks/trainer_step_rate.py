@@ -13,9 +13,12 @@ Each figure is steady state: the first 20 steps (tracing, compiling) are not tim
 
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,6 +27,9 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 300, "Timed steps per step-rate run.")
 flags.DEFINE_integer("long_steps", 2000, "Steps of the memory run.")
+flags.DEFINE_bool("memory_only", False, "Run only the memory part (the benchmark runs it in a fresh "
+                  "process, so that peak RSS is this run's alone).")
+flags.DEFINE_integer("repeats", 3, "Interleaved repeats of each step-rate run; the median is reported.")
 WARMUP = 20
 BATCH = 64
 
@@ -103,24 +109,41 @@ class _Cached:
 
 def main(argv):
     del argv
+    if FLAGS.memory_only:
+        return memory()
+    step_rate()
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--memory_only",
+                    f"--long_steps={FLAGS.long_steps}"], check=True)
+
+
+def step_rate():
     entry, source = _entry("small")
-    rows = {
-        "fit (defaults: spe=1, no XLA on CPU)": fit_rate(entry, source),
-        "fit (spe=10, XLA)": fit_rate(entry, source, steps_per_execution=10, jit_compile=True),
-        "zoo Trainer (spe=1, no XLA)": trainer_rate(entry, source, steps_per_execution=1),
-        "zoo Trainer (spe=10, XLA)": trainer_rate(entry, source, steps_per_execution=10, jit_compile=True),
+    runs = {
+        "fit (defaults: spe=1, no XLA on CPU)": lambda: fit_rate(entry, source),
+        "fit (spe=10, XLA)": lambda: fit_rate(entry, source, steps_per_execution=10, jit_compile=True),
+        "zoo Trainer (spe=1, no XLA)": lambda: trainer_rate(entry, source, steps_per_execution=1),
+        "zoo Trainer (spe=10, XLA)": lambda: trainer_rate(entry, source, steps_per_execution=10, jit_compile=True),
+        "zoo Trainer (spe=10, XLA), cached batches": lambda: trainer_rate(
+            _Cached(entry, WARMUP + FLAGS.steps), source, steps_per_execution=10, jit_compile=True),
     }
-    print(f"\n== Step rate, translator small on builtin:dates, batch {BATCH}, {FLAGS.steps} timed steps (examples/s)")
-    base = rows["fit (spe=10, XLA)"]
-    for name, value in rows.items():
-        print(f"{name:40s} {value:9.1f}   ratio to fit(spe=10, XLA) {value / base:.2f}")
+    # Interleaved, so that a slow spell of the machine does not fall on one contender only.
+    samples = {name: [] for name in runs}
+    for _ in range(FLAGS.repeats):
+        for name, run in runs.items():
+            samples[name].append(run())
+    rows = {name: float(np.median(values)) for name, values in samples.items()}
+    print(f"\n== Step rate, translator small on builtin:dates, batch {BATCH}, {FLAGS.steps} timed steps, "
+          f"median of {FLAGS.repeats} interleaved runs (examples/s)")
+    for reference in ("fit (spe=10, XLA)", "fit (defaults: spe=1, no XLA on CPU)"):
+        print(f"-- ratios to {reference}")
+        for name, value in rows.items():
+            print(f"{name:45s} {value:9.1f}   ratio {value / rows[reference]:.2f}   runs {[round(v) for v in samples[name]]}")
+    real, cached = rows["zoo Trainer (spe=10, XLA)"], rows["zoo Trainer (spe=10, XLA), cached batches"]
+    print(f"\n== Input pipeline: real tf.data pipeline is {100 * (1 - real / cached):.1f}% slower than cached batches")
 
-    real = trainer_rate(entry, source, steps_per_execution=10, jit_compile=True)
-    cached = trainer_rate(_Cached(entry, WARMUP + FLAGS.steps), source, steps_per_execution=10, jit_compile=True)
-    print("\n== Input pipeline (trainer, spe=10, XLA), examples/s")
-    print(f"{'real tf.data pipeline':40s} {real:9.1f}")
-    print(f"{'cached in-memory batches':40s} {cached:9.1f}   real is {100 * (1 - real / cached):.1f}% slower")
 
+
+def memory():
     from trainers import Trainer, TrainerConfig
 
     tiny, tiny_source = _entry("tiny")

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -32,17 +33,23 @@ def weights(workdir):
     return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith("model/")}
 
 
-@pytest.mark.slow
-def test_multi_worker_matches_one_device(tmp_path):
-    workdir = str(tmp_path / "multi")
+def start_workers(workdir, *extra):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
         env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "zoo.cli", "train", *FLAGS, f"--workdir={workdir}", "--strategy=multi_worker"],
+            [sys.executable, "-m", "zoo.cli", "train", *FLAGS, f"--workdir={workdir}", "--strategy=multi_worker",
+             *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
+    return procs
+
+
+@pytest.mark.slow
+def test_multi_worker_matches_one_device(tmp_path):
+    workdir = str(tmp_path / "multi")
+    procs = start_workers(workdir)
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
@@ -57,3 +64,21 @@ def test_multi_worker_matches_one_device(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(tmp_path):
+    workdir = str(tmp_path / "multi")
+    procs = start_workers(workdir, "--steps=400", "--config=log_every=1", "--config=steps_per_execution=1",
+                          "--config=checkpoint_every=1000")
+    for line in procs[0].stdout:
+        if line.startswith("[train] step=10"):
+            break
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300) for p in procs]
+    steps = []
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 75, err[-3000:]
+        steps.append(int(re.search(r"Stopped on SIGTERM at step (\d+)", err).group(1)))
+    assert steps[0] == steps[1] and 10 <= steps[0] < 400
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith(f"ckpt-{steps[0]}")

@@ -353,6 +353,8 @@ class Trainer:
                 signal.signal(signal.SIGTERM, previous_handler)
         if self.chief and os.path.exists(os.path.join(self.workdir, "metrics.jsonl")):
             curves.plot(self.workdir)
+        if not self.chief:
+            shutil.rmtree(self._save_dir, ignore_errors=True)
         # Lets workers (and users) check that every replica ended with the same weights.
         _log(f"[done] worker={self.worker} step={step} weights_sha256={self.weights_digest()}")
         return result
