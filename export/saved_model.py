@@ -16,7 +16,7 @@ from export.errors import ExportError
 # tensorflow-text ops. This project is not on its path, and loading and running the model
 # must import nothing more (`import tensorflow` itself already pulls in parts of Keras).
 _SERVE_SCRIPT = r"""
-import json, sys
+import json, sys, time
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tf-text ops, as TF Serving links them)
 before = set(sys.modules)
@@ -26,11 +26,18 @@ with open(inputs_file) as f:
 loaded = tf.saved_model.load(path)
 fn = loaded.signatures[signature]
 outputs = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+times = []
+for i in range(min(20, len(next(iter(inputs.values()))))):
+    row = {k: tf.constant(v[i:i + 1]) for k, v in inputs.items()}
+    start = time.perf_counter()
+    fn(**row)
+    times.append(1000 * (time.perf_counter() - start))
 leaked = sorted(m for m in set(sys.modules) - before
                 if m.split(".")[0] in ("keras", "zoo", "trainers", "export"))
 result = {k: (v.numpy().astype(str).tolist() if v.dtype == tf.string else v.numpy().tolist())
           for k, v in outputs.items()}
-print(json.dumps({"outputs": result, "leaked_modules": leaked}))
+print(json.dumps({"outputs": result, "leaked_modules": leaked,
+                  "latency_ms_batch1": sorted(times)[len(times) // 2]}))
 """
 
 
@@ -39,7 +46,7 @@ def next_version(base):
     return max(versions, default=0) + 1
 
 
-def save(root, signatures, base, check=None):
+def save(root, signatures, base, check=None, options=None):
     """Saves `root` with `signatures` as the next version under `base`; returns its path.
 
     The version is written beside its final place, checked with `check(path)` if given, and
@@ -50,7 +57,7 @@ def save(root, signatures, base, check=None):
     version = next_version(base)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base)
     try:
-        tf.saved_model.save(root, tmp, signatures=signatures)
+        tf.saved_model.save(root, tmp, signatures=signatures, options=options)
         if check is not None:
             check(tmp)
         final = os.path.join(base, str(version))
@@ -68,7 +75,7 @@ def run_fresh(path, signature, inputs):
         inputs: dict of argument name to a JSON-able list.
 
     Returns:
-        dict of output name to numpy array.
+        (dict of output name to numpy array, median batch-1 latency in ms).
     """
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(inputs, f)
@@ -86,4 +93,4 @@ def run_fresh(path, signature, inputs):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["leaked_modules"]:
         raise ExportError(f"{path}: loading imported {result['leaked_modules'][:5]}; it must need only TensorFlow.")
-    return {k: np.array(v) for k, v in result["outputs"].items()}
+    return {k: np.array(v) for k, v in result["outputs"].items()}, result["latency_ms_batch1"]

@@ -100,14 +100,19 @@ def check_export(entry, source, tmp_path, num_checks=20):
     from export import exporter
 
     trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(tmp_path))
-    manifest = exporter.export(entry, trainer.model, str(tmp_path), source=source, num_checks=num_checks)
+    manifest = exporter.export(entry, trainer.model, str(tmp_path), formats=("saved_model", "keras", "tflite"),
+                               source=source, num_checks=num_checks)
     formats = {a["format"] for a in manifest["artifacts"]}
-    assert formats == {"saved_model", "tflite"}
+    assert formats == {"saved_model", "keras", "tflite"}
+    assert manifest["keras_latency_ms_batch1"] > 0
     for artifact in manifest["artifacts"]:
         assert artifact["parity"]["checked"] == num_checks and artifact["parity"]["mismatches"] == 0
         assert os.path.exists(artifact["path"]) and artifact["size_bytes"] > 0
         if artifact["format"] == "tflite":
             assert artifact["builtin_ops_only"] and artifact["ops"], artifact
+            assert len(artifact["sha256"]) == 64
+        if artifact["format"] != "keras":
+            assert artifact["latency_ms_batch1"] > 0
     return manifest
 
 

@@ -52,7 +52,8 @@ def _define_evaluate(fv):
 def _define_export(fv):
     _define_common(fv)
     flags.DEFINE_list("formats", ["saved_model", "tflite"], "Artifacts to write under "
-                      "WORKDIR/export: saved_model (TF Serving layout) and/or tflite.", flag_values=fv)
+                      "WORKDIR/export: saved_model (TF Serving layout), keras (.keras file), tflite.",
+                      flag_values=fv)
 
 
 def _list(fv, args):

@@ -46,7 +46,7 @@ def main(argv):
     path = next(a["path"] for a in manifest["artifacts"] if a.get("signature") == FLAGS.signature)
 
     def translate(texts):
-        return servable.decode(tflite.run_rows(path, FLAGS.signature, servable.encode(texts)))
+        return servable.decode(tflite.run_rows(path, FLAGS.signature, servable.encode(texts))[0])
 
     print(f"\n== Translations by {path}")
     for text, out in zip(EXAMPLES, translate(EXAMPLES)):

@@ -40,10 +40,14 @@ class Servable:
         encode: for TFLite parity checks, maps a list of raw inputs to the function's
             numpy inputs (a dict keyed by argument name).
         decode: maps the function's numpy outputs back to what a client wants.
+        tpu: marks the model's forward pass (numbers in and out, static shapes, no string
+            processing) that the SavedModel aliases as `tpu_func` for the Cloud TPU
+            Inference Converter. At most one servable sets it.
     """
 
     fn: Callable
     tflite: bool = False
+    tpu: bool = False
     encode: Callable = None
     decode: Callable = None
 

@@ -240,7 +240,7 @@ class Translator(ZooEntry):
                 return {"tokens": self.decode_ids(model, source, method)}
 
             return Servable(
-                tokens, tflite=True,
+                tokens, tflite=True, tpu=(method == c.decode),
                 encode=lambda texts: {"source": self.encode_sources(tf.constant(texts)).numpy()},
                 decode=lambda out: [t.decode() for t in self.detokenize(out["tokens"]).numpy()],
             )

@@ -1,0 +1,58 @@
+"""Exporter details: the TPU function alias, saved_model_cli, atomic versions."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from export import exporter
+from tests import helpers
+from trainers import Trainer, TrainerConfig
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("w")
+    entry, source = helpers.tiny_entry("translator", workdir)
+    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(workdir))
+    manifest = exporter.export(entry, trainer.model, str(workdir), formats=("saved_model",), source=source,
+                               num_checks=8)
+    return entry, trainer.model, source, manifest["artifacts"][0]
+
+
+@pytest.mark.slow
+def test_tpu_func_alias_is_saved_and_compiles_with_xla(exported):
+    entry, model, source, artifact = exported
+    assert artifact["tpu_func"] == "beam_search_tokens"  # the tiny preset decodes with beam search
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(artifact["path"], "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    assert "tpu_func" in proto.meta_graphs[0].meta_info_def.function_aliases.values()
+
+    servable = entry.serving_functions(model)["beam_search_tokens"]
+    ids = servable.encode(entry.held_out_inputs(source, 3))["source"][:1]
+    loaded = tf.saved_model.load(artifact["path"])
+    compiled = tf.function(lambda source: loaded.tpu_func(source), jit_compile=True)
+    got = compiled(tf.constant(ids))["tokens"].numpy()
+    np.testing.assert_array_equal(got, servable.fn(tf.constant(ids))["tokens"].numpy())
+
+
+@pytest.mark.slow
+def test_saved_model_cli_show_all(exported):
+    _, _, _, artifact = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    proc = subprocess.run([cli, "show", "--all", "--dir", artifact["path"]], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("serving_default", "greedy", "beam_search", "inputs", "translations"):
+        assert name in proc.stdout
+
+
+def test_unknown_format_is_named(tmp_path):
+    entry, source = helpers.tiny_entry("translator", tmp_path)
+    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(tmp_path))
+    with pytest.raises(exporter.ExportError, match=r"--formats: unknown \['onnx'\]"):
+        exporter.export(entry, trainer.model, str(tmp_path), formats=("onnx",), source=source)
