@@ -17,6 +17,7 @@ from export import saved_model, tflite
 from export.errors import ExportError
 
 FORMATS = ("saved_model", "keras", "tflite")
+REPRESENTATIVE_EXAMPLES = 200
 
 
 def _sha256(path):
@@ -77,10 +78,14 @@ def export_saved_model(entry, model, servables, out_dir, inputs):
                 f"{len(inputs)} held-out inputs (first: {inputs[min(bad)]!r})."
             )
 
-    path = saved_model.save(root, signatures, os.path.join(out_dir, "saved_model", entry.name), check, options)
+    def warmup(path):
+        saved_model.write_warmup_requests(path, entry.name, {arg: list(inputs)})
+
+    path = saved_model.save(root, signatures, os.path.join(out_dir, "saved_model", entry.name), check, options,
+                            warmup)
     return {
         "format": "saved_model", "path": path, "signatures": sorted(signatures),
-        "tpu_func": tpu_name,
+        "tpu_func": tpu_name, "warmup_requests": min(10, len(inputs)),
         "parity": {"checked": len(inputs), "mismatches": 0, "process": "fresh (tensorflow + tensorflow_text only)"},
         "latency_ms_batch1": round(latency["ms"], 3),
     }
@@ -105,32 +110,49 @@ def export_keras(entry, model, servables, out_dir, inputs):
     return {"format": "keras", "path": path, "parity": {"checked": len(inputs), "mismatches": 0}}
 
 
-def export_tflite(entry, name, servable, out_dir, inputs):
-    path = os.path.join(out_dir, "tflite", f"{entry.name}_{name}.tflite")
+def export_tflite(entry, name, servable, out_dir, inputs, references, quantize="none", source=None,
+                  int8_io=False, max_metric_drop=1.0):
+    """Converts one servable; float must give identical outputs, quantized a close task metric."""
+    suffix = "" if quantize == "none" else f"_{quantize}"
+    path = os.path.join(out_dir, "tflite", f"{entry.name}_{name}{suffix}.tflite")
     tmp = path + ".tmp"
-    tflite.convert(servable.fn, name, tmp)
+    representative = None
+    if quantize == "int8":
+        representative = servable.encode(entry.training_inputs(source, REPRESENTATIVE_EXAMPLES))
+    op_sets = tflite.convert(servable.fn, name, tmp, quantize, representative, int8_io)
     encoded = servable.encode(inputs)
     actual, latency_ms = tflite.run_rows(tmp, name, encoded)
-    bad = []
+    expected = {}
     for i in range(len(inputs)):
-        row = {k: tf.constant(v[i:i + 1]) for k, v in encoded.items()}
-        expected = _to_numpy(servable.fn(**row))
-        if _mismatches(expected, {k: v[i:i + 1] for k, v in actual.items()}):
-            bad.append(i)
-    if bad:
+        row = _to_numpy(servable.fn(**{k: tf.constant(v[i:i + 1]) for k, v in encoded.items()}))
+        for k, v in row.items():
+            expected.setdefault(k, []).append(v)
+    expected = {k: np.concatenate(v) for k, v in expected.items()}
+    bad = sorted(_mismatches(expected, actual))
+    parity = {"checked": len(inputs), "mismatches": len(bad)}
+    if entry.task_metric and servable.decode is not None:
+        keras_metric = entry.score(servable.decode(expected), references)
+        tflite_metric = entry.score(servable.decode(actual), references)
+        parity.update({"metric": entry.task_metric, "keras": round(keras_metric, 3),
+                       "tflite": round(tflite_metric, 3), "drop": round(keras_metric - tflite_metric, 3)})
+    failure = None
+    if quantize == "none" and bad:
+        failure = (f"differs from the Keras model on {len(bad)} of {len(inputs)} held-out inputs "
+                   f"(first: {inputs[bad[0]]!r})")
+    elif quantize != "none" and parity.get("drop", 0.0) > max_metric_drop:
+        failure = (f"{entry.task_metric} drops {parity['drop']:.2f} points against Keras "
+                   f"(threshold --max_metric_drop={max_metric_drop})")
+    if failure:
         os.unlink(tmp)
-        raise ExportError(
-            f"{path}: differs from the Keras model on {len(bad)} of {len(inputs)} held-out "
-            f"inputs (first: {inputs[bad[0]]!r})."
-        )
+        raise ExportError(f"{path}: {failure}.")
     # Only a checked model replaces the previous one, in one rename.
     os.replace(tmp, path)
     ops = tflite.op_names(path)
     return {
-        "format": "tflite", "path": path, "signature": name, "op_sets": [tflite.BUILTINS],
-        "builtin_ops_only": True, "ops": ops,
-        "parity": {"checked": len(inputs), "mismatches": 0},
-        "latency_ms_batch1": round(latency_ms, 3),
+        "format": "tflite", "path": path, "signature": name, "quantization": quantize,
+        "op_sets": op_sets, "builtin_ops_only": set(op_sets) <= {tflite.BUILTINS, tflite.INT8},
+        "full_integer": op_sets == [tflite.INT8] if quantize == "int8" else None,
+        "ops": ops, "parity": parity, "latency_ms_batch1": round(latency_ms, 3),
     }
 
 
@@ -159,8 +181,15 @@ def _keras_latency(servable, inputs, count=20):
     return sorted(times)[len(times) // 2]
 
 
-def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None, num_checks=100):
+def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None, num_checks=100,
+           quantize=("none",), int8_io=False, max_metric_drop=1.0):
     """Exports what `entry.serving_functions(model)` declares under `workdir/export/`.
+
+    Args:
+        quantize: TFLite variants among `none`, `float16`, `dynamic`, `int8`.
+        int8_io: int8 inputs and outputs for the `int8` variant (float ones get quantized).
+        max_metric_drop: most task-metric points a quantized TFLite model may lose against
+            Keras on the held-out examples (float ones must match exactly).
 
     Returns:
         The manifest, also written to `workdir/export/manifest.json`.
@@ -168,9 +197,12 @@ def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ExportError(f"--formats: unknown {unknown}; expected some of {', '.join(FORMATS)}.")
+    unknown = sorted(set(quantize) - set(tflite.QUANTIZATIONS))
+    if unknown:
+        raise ExportError(f"--quantize: unknown {unknown}; expected some of {', '.join(tflite.QUANTIZATIONS)}.")
     out_dir = os.path.join(workdir, "export")
     servables = entry.serving_functions(model)
-    inputs = entry.held_out_inputs(source, num_checks)
+    inputs, references = entry.held_out_examples(source, num_checks)
     artifacts = []
     if "saved_model" in formats:
         artifacts.append(export_saved_model(entry, model, servables, out_dir, inputs))
@@ -179,7 +211,9 @@ def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None
     if "tflite" in formats:
         for name, servable in servables.items():
             if servable.tflite:
-                artifacts.append(export_tflite(entry, name, servable, out_dir, inputs))
+                for q in quantize:
+                    artifacts.append(export_tflite(entry, name, servable, out_dir, inputs, references, q,
+                                                   source, int8_io, max_metric_drop))
     for artifact in artifacts:
         artifact["size_bytes"] = _size(artifact["path"])
         if os.path.isfile(artifact["path"]):

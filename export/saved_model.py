@@ -46,10 +46,34 @@ def next_version(base):
     return max(versions, default=0) + 1
 
 
-def save(root, signatures, base, check=None, options=None):
+def write_warmup_requests(path, model_name, inputs, signature="serving_default", count=10):
+    """Writes `assets.extra/tf_serving_warmup_requests`: TF Serving replays these
+    `PredictionLog`s before it serves the version, so the first client does not pay for
+    graph initialization.
+
+    Args:
+        inputs: dict of input name to a list of values (one request per value, batch 1).
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    folder = os.path.join(path, "assets.extra")
+    os.makedirs(folder, exist_ok=True)
+    rows = len(next(iter(inputs.values())))
+    with tf.io.TFRecordWriter(os.path.join(folder, "tf_serving_warmup_requests")) as writer:
+        for i in range(min(count, rows)):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            for name, values in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(values[i:i + 1]))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def save(root, signatures, base, check=None, options=None, warmup=None):
     """Saves `root` with `signatures` as the next version under `base`; returns its path.
 
-    The version is written beside its final place, checked with `check(path)` if given, and
+    `warmup(path)` may add files (warmup requests) before the check. The version is written
+    beside its final place, checked with `check(path)` if given, and
     only then renamed into place, so a server polling `base` never sees a half-written or
     failing version.
     """
@@ -58,6 +82,8 @@ def save(root, signatures, base, check=None, options=None):
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base)
     try:
         tf.saved_model.save(root, tmp, signatures=signatures, options=options)
+        if warmup is not None:
+            warmup(tmp)
         if check is not None:
             check(tmp)
         final = os.path.join(base, str(version))

@@ -56,3 +56,44 @@ def test_unknown_format_is_named(tmp_path):
     trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(tmp_path))
     with pytest.raises(exporter.ExportError, match=r"--formats: unknown \['onnx'\]"):
         exporter.export(entry, trainer.model, str(tmp_path), formats=("onnx",), source=source)
+
+
+@pytest.mark.slow
+def test_quantized_tflite_variants(tmp_path):
+    entry, source = helpers.tiny_entry("translator", tmp_path)
+    trainer = Trainer(entry, TrainerConfig(steps=150, batch_size=32, log_every=50), str(tmp_path))
+    trainer.train(source, evaluate=False)
+    manifest = exporter.export(entry, trainer.model, str(tmp_path), formats=("tflite",), source=source,
+                               num_checks=20, quantize=("none", "float16", "dynamic"), max_metric_drop=5.0)
+    greedy = {a["quantization"]: a for a in manifest["artifacts"] if a["signature"] == "greedy_tokens"}
+    assert set(greedy) == {"none", "float16", "dynamic"}
+    assert greedy["none"]["parity"]["mismatches"] == 0 and greedy["none"]["parity"]["drop"] == 0
+    for q in ("float16", "dynamic"):
+        assert greedy[q]["builtin_ops_only"] and greedy[q]["parity"]["drop"] <= 5.0
+        assert greedy[q]["size_bytes"] < greedy["none"]["size_bytes"]
+        assert greedy[q]["path"].endswith(f"translator_greedy_tokens_{q}.tflite")
+
+
+@pytest.mark.slow
+def test_quantized_metric_threshold_fails_with_the_figure(tmp_path):
+    entry, source = helpers.tiny_entry("translator", tmp_path)
+    trainer = Trainer(entry, TrainerConfig(steps=150, batch_size=32, log_every=50), str(tmp_path))
+    trainer.train(source, evaluate=False)
+    # A threshold below zero fails any quantized artifact, naming it and the figure.
+    with pytest.raises(exporter.ExportError, match=r"translator_greedy_tokens_dynamic.tflite: chrf drops .* points"):
+        exporter.export(entry, trainer.model, str(tmp_path), formats=("tflite",), source=source, num_checks=10,
+                        quantize=("dynamic",), max_metric_drop=-1.0)
+    assert not os.path.exists(os.path.join(str(tmp_path), "export", "tflite", "translator_greedy_tokens_dynamic.tflite"))
+
+
+@pytest.mark.slow
+def test_warmup_requests_are_prediction_logs(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, _, _, artifact = exported
+    path = os.path.join(artifact["path"], "assets.extra", "tf_serving_warmup_requests")
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+    assert len(logs) == artifact["warmup_requests"] == 8
+    request = logs[0].predict_log.request
+    assert request.model_spec.name == "translator" and request.model_spec.signature_name == "serving_default"
+    assert tf.make_ndarray(request.inputs["inputs"]).shape == (1,)

@@ -54,6 +54,13 @@ def _define_export(fv):
     flags.DEFINE_list("formats", ["saved_model", "tflite"], "Artifacts to write under "
                       "WORKDIR/export: saved_model (TF Serving layout), keras (.keras file), tflite.",
                       flag_values=fv)
+    flags.DEFINE_list("quantize", ["none"], "TFLite variants: none (float32), float16, dynamic (int8 "
+                      "weights), int8 (full integer, calibrated on training inputs).", flag_values=fv)
+    flags.DEFINE_bool("int8_io", False, "int8 inputs and outputs for the int8 variant (Edge TPU).", flag_values=fv)
+    flags.DEFINE_float("max_metric_drop", 1.0, "Most task-metric points a quantized TFLite model may lose "
+                       "against Keras on the held-out examples; float exports must match exactly.", flag_values=fv)
+    flags.DEFINE_integer("num_checks", 100, "Held-out examples every artifact is checked on.", lower_bound=1,
+                         flag_values=fv)
 
 
 def _list(fv, args):
@@ -90,7 +97,8 @@ def _predict(fv, args):
 def _export(fv, args):
     from zoo import commands
 
-    manifest = commands.export(fv.workdir, formats=fv.formats)
+    manifest = commands.export(fv.workdir, formats=fv.formats, num_checks=fv.num_checks, quantize=fv.quantize,
+                               int8_io=fv.int8_io, max_metric_drop=fv.max_metric_drop)
     for artifact in manifest["artifacts"]:
         print(f"{artifact['format']}\t{artifact['path']}\t{artifact['size_bytes']} bytes")
     print(json.dumps(manifest))

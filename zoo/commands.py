@@ -121,9 +121,14 @@ def predict(workdir, inputs):
     return entry.predict(trainer.model, list(inputs))
 
 
-def export(workdir, formats=("saved_model", "tflite"), num_checks=100):
-    """Exports the latest checkpoint under `workdir/export/`; returns the manifest."""
+def export(workdir, formats=("saved_model", "tflite"), num_checks=100, quantize=("none",), int8_io=False,
+           max_metric_drop=1.0):
+    """Exports the latest checkpoint under `workdir/export/`; returns the manifest.
+
+    See `export.exporter.export` for the arguments.
+    """
     from export import exporter
 
     entry, trainer, source = restore(workdir)
-    return exporter.export(entry, trainer.model, workdir, formats, source, num_checks=num_checks)
+    return exporter.export(entry, trainer.model, workdir, formats, source, num_checks=num_checks,
+                           quantize=quantize, int8_io=int8_io, max_metric_drop=max_metric_drop)

@@ -126,4 +126,18 @@ class ZooEntry:
 
     def held_out_inputs(self, source, count):
         """Raw inputs the exporter uses to check artifacts against the Keras model."""
+        return self.held_out_examples(source, count)[0]
+
+    def held_out_examples(self, source, count):
+        """(raw inputs, references) from the validation split, for parity and metric checks."""
+        raise NotImplementedError
+
+    def training_inputs(self, source, count):
+        """Raw inputs from the training split (int8 calibration draws from these)."""
+        raise NotImplementedError
+
+    task_metric = None  # name of the figure `score` returns; higher is better
+
+    def score(self, predictions, references):
+        """The task metric of decoded predictions (what quantized exports are judged by)."""
         raise NotImplementedError

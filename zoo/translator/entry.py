@@ -227,8 +227,18 @@ class Translator(ZooEntry):
     def resources(self):
         return {"source_tokenizer": self.source_tokenizer, "target_tokenizer": self.target_tokenizer}
 
-    def held_out_inputs(self, source, count):
-        return self._texts(source, "validation", limit=count)[0]
+    task_metric = "chrf"
+
+    def held_out_examples(self, source, count):
+        return self._texts(source, "validation", limit=count)
+
+    def training_inputs(self, source, count):
+        return self._texts(source, "train", limit=count)[0]
+
+    def score(self, predictions, references):
+        import sacrebleu
+
+        return sacrebleu.corpus_chrf(list(predictions), [list(references)]).score
 
     def serving_functions(self, model):
         c = self.config

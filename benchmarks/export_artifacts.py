@@ -1,0 +1,80 @@
+"""Exported artifacts of one trained model: sizes, batch-1 latencies, quantized metric, memory.
+
+    python benchmarks/export_artifacts.py [--steps=800]
+
+Trains the translator (preset small, `builtin:dates`), then:
+1. `zoo export --formats=saved_model,keras,tflite --quantize=none,float16,dynamic` under
+   `/usr/bin/time -v` (peak RSS of the whole process tree; conversions run in child processes);
+2. one float32 TFLite conversion alone (`python -m export.convert_child` on the frozen beam
+   search function) under `/usr/bin/time -v`: the memory reference;
+and prints, from the manifest, each artifact's size against float32, its batch-1 median
+latency beside the SavedModel's and the Keras model's (measured in the same export), and the
+task metric (chrF on 100 held-out dates) of each quantized artifact against Keras.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 800, "Training steps of the translator before exporting.")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def timed(cmd):
+    """Runs `cmd` under /usr/bin/time -v; returns (stdout, peak RSS in MiB)."""
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    return proc.stdout, kib / 1024
+
+
+def main(argv):
+    del argv
+    workdir = tempfile.mkdtemp(prefix="bench-export-")
+    zoo = [sys.executable, "-m", "zoo.cli"]
+    subprocess.run(zoo + ["train", "--model=translator", f"--workdir={workdir}", "--preset=small",
+                          f"--steps={FLAGS.steps}", "--config=eval_examples=200"],
+                   check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True)
+    out, export_mib = timed(zoo + ["export", f"--workdir={workdir}", "--formats=saved_model,keras,tflite",
+                                   "--quantize=none,float16,dynamic"])
+    manifest = json.loads(out.strip().splitlines()[-1])
+
+    # The memory reference: one float32 conversion of the same function, alone.
+    from export import tflite
+    from zoo import commands
+
+    entry, trainer, _ = commands.restore(workdir)
+    frozen = os.path.join(workdir, "frozen-beam")
+    tflite.freeze(entry.serving_functions(trainer.model)["beam_search_tokens"].fn, "beam_search_tokens", frozen)
+    _, single_mib = timed([sys.executable, "-m", "export.convert_child", frozen, "beam_search_tokens",
+                           os.path.join(workdir, "single.tflite"), tflite.BUILTINS, "none"])
+
+    arts = manifest["artifacts"]
+    sm = next(a for a in arts if a["format"] == "saved_model")
+    print(f"\n== Translator (small, {FLAGS.steps} steps on builtin:dates); validation: "
+          f"{json.dumps(manifest.get('training_metrics'))}")
+    print(f"Keras serving_default batch-1 median latency: {manifest['keras_latency_ms_batch1']:.2f} ms; "
+          f"SavedModel (fresh process, strings in/out): {sm['latency_ms_batch1']:.2f} ms, {sm['size_bytes']:,} bytes")
+    print(f"{'TFLite artifact':46s} {'bytes':>11s} {'x fp32':>7s} {'ms b=1':>7s} "
+          f"{'chrF keras':>10s} {'chrF tflite':>11s} {'mismatch':>8s}")
+    for a in (a for a in arts if a["format"] == "tflite"):
+        fp32 = next(b for b in arts if b.get("signature") == a["signature"] and b["quantization"] == "none")
+        p = a["parity"]
+        print(f"{os.path.basename(a['path']):46s} {a['size_bytes']:11,d} {a['size_bytes'] / fp32['size_bytes']:7.2f} "
+              f"{a['latency_ms_batch1']:7.2f} {p['keras']:10.2f} {p['tflite']:11.2f} {p['mismatches']:5d}/{p['checked']}")
+    print(f"\n== Memory: peak RSS of the whole export {export_mib:.0f} MiB; one float32 TFLite conversion alone "
+          f"{single_mib:.0f} MiB; ratio {export_mib / single_mib:.2f} (target at most 1.5)")
+
+
+if __name__ == "__main__":
+    app.run(main)
