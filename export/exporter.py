@@ -38,8 +38,9 @@ def _to_numpy(outputs):
     return {k: v.numpy() for k, v in outputs.items()}
 
 
-def _mismatches(expected, actual):
-    """Rows where two output dicts differ, compared exactly (tokens, labels, strings)."""
+def _mismatches(expected, actual, max_abs_diff=1e-4):
+    """Rows where two output dicts differ: exactly for tokens, labels and strings, by more
+    than `max_abs_diff` for float outputs."""
     bad = set()
     for key, want in expected.items():
         got = np.asarray(actual[key])
@@ -48,7 +49,11 @@ def _mismatches(expected, actual):
             got = got.astype(str)
         if want.shape != got.shape:
             return set(range(len(want)))
-        rows = (want != got).reshape(len(want), -1).any(axis=1)
+        if want.dtype.kind == "f":
+            differs = np.abs(want.astype(np.float64) - got.astype(np.float64)) > max_abs_diff
+        else:
+            differs = want != got
+        rows = differs.reshape(len(want), -1).any(axis=1)
         bad |= set(np.flatnonzero(rows).tolist())
     return bad
 

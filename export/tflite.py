@@ -117,10 +117,30 @@ def run_rows(path, signature, inputs):
         (dict of output name to the rows' outputs stacked, median milliseconds per row).
     """
     runner = interpreter(path).get_signature_runner(signature)
+    in_details, out_details = runner.get_input_details(), runner.get_output_details()
+    # Integer inputs/outputs of a float signal (--int8_io): quantize on the way in,
+    # dequantize on the way out, with the model's own scale and zero point.
+    inputs = {k: _quantize(v, in_details[k]) for k, v in inputs.items()}
     rows = len(next(iter(inputs.values())))
     outputs, times = [], []
     for i in range(rows):
         start = time.perf_counter()
         outputs.append(runner(**{k: v[i:i + 1] for k, v in inputs.items()}))
         times.append(1000 * (time.perf_counter() - start))
-    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}, sorted(times)[rows // 2]
+    stacked = {k: _dequantize(np.concatenate([o[k] for o in outputs]), out_details[k]) for k in outputs[0]}
+    return stacked, sorted(times)[rows // 2]
+
+
+def _quantize(values, detail):
+    scale, zero = detail["quantization"]
+    if detail["dtype"] in (np.int8, np.uint8) and scale and np.asarray(values).dtype.kind == "f":
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.round(values / scale + zero), info.min, info.max).astype(detail["dtype"])
+    return values
+
+
+def _dequantize(values, detail):
+    scale, zero = detail["quantization"]
+    if detail["dtype"] in (np.int8, np.uint8) and scale:
+        return ((values.astype(np.float32) - zero) * scale).astype(np.float32)
+    return values

@@ -97,3 +97,31 @@ def test_warmup_requests_are_prediction_logs(exported):
     request = logs[0].predict_log.request
     assert request.model_spec.name == "translator" and request.model_spec.signature_name == "serving_default"
     assert tf.make_ndarray(request.inputs["inputs"]).shape == (1,)
+
+
+@pytest.mark.slow
+def test_float_outputs_and_full_integer_int8(tmp_path):
+    from tests import toy_entry
+    from zoo import registry, sources
+
+    cls = toy_entry.register()
+    try:
+        entry = cls(cls.config_class(), str(tmp_path))
+        source = sources.parse("builtin:toy")
+        trainer = Trainer(entry, TrainerConfig(steps=20, batch_size=16, log_every=10), str(tmp_path))
+        trainer.train(source, evaluate=False)
+        manifest = exporter.export(entry, trainer.model, str(tmp_path), formats=("saved_model", "tflite"),
+                                   source=source, num_checks=20, quantize=("none", "int8"), int8_io=True,
+                                   max_metric_drop=0.5)
+    finally:
+        registry.unregister(toy_entry.NAME)
+    by_q = {a.get("quantization"): a for a in manifest["artifacts"]}
+    assert by_q[None]["format"] == "saved_model" and by_q[None]["parity"]["mismatches"] == 0
+    assert by_q["none"]["parity"]["mismatches"] == 0  # float outputs within max_abs_diff
+    int8 = by_q["int8"]
+    assert int8["full_integer"] and int8["op_sets"] == ["TFLITE_BUILTINS_INT8"]
+    assert int8["parity"]["drop"] <= 0.5  # the metric check the export itself enforces
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=int8["path"]).get_signature_runner("generate").get_input_details()
+    assert details["z"]["dtype"] == np.int8  # --int8_io

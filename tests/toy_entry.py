@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import registry
-from zoo.entry import Phase, ZooEntry
+from zoo.entry import Phase, Servable, ZooEntry
 
 NAME = "toy_two_phase"
 
@@ -85,6 +85,36 @@ class ToyEntry(ZooEntry):
     def phases(self, model):
         return [Phase("discriminator", self.loss, lambda m: m.discriminator.trainable_variables),
                 Phase("generator", self.generator_loss, lambda m: m.generator.trainable_variables)]
+
+    # What is served: samples from latent vectors (a generator's contract).
+    task_metric = "neg_mean_gap"
+
+    def held_out_examples(self, source, count):
+        z = np.random.RandomState(7).randn(count, 2).astype("float32")
+        return [list(map(float, row)) for row in z], [3.0] * count
+
+    def training_inputs(self, source, count):
+        z = np.random.RandomState(0).randn(count, 2).astype("float32")
+        return [list(map(float, row)) for row in z]
+
+    def score(self, predictions, references):
+        return -abs(float(np.mean(predictions)) - float(np.mean(references)))
+
+    def serving_functions(self, model):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="z")])
+        def generate(z):
+            return {"samples": model.generator(z)}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 2], tf.float32, name="z")])
+        def generate_one(z):
+            return {"samples": model.generator(z)}
+
+        return {
+            "serving_default": Servable(generate),
+            "generate": Servable(generate_one, tflite=True,
+                                 encode=lambda rows: {"z": np.asarray(rows, "float32")},
+                                 decode=lambda out: [float(v) for v in np.asarray(out["samples"]).ravel()]),
+        }
 
     def evaluate(self, model, source, split):
         fake = model.generator(keras.random.normal((256, 2), seed=0))
