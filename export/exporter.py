@@ -62,6 +62,11 @@ def export_saved_model(entry, model, servables, out_dir, inputs):
     root = tf.Module()
     root.model = model
     root.resources = entry.resources()
+    # Vocabularies (and label names) travel as SavedModel assets, beside the graph that also
+    # embeds them, so a client can tokenize the way the model does.
+    if os.path.isdir(entry.assets_dir):
+        root.vocabularies = {name: tf.saved_model.Asset(os.path.join(entry.assets_dir, name))
+                             for name in sorted(os.listdir(entry.assets_dir))}
     root.functions = {name: s.fn for name, s in servables.items() if not s.tflite}
     signatures = {name: fn.get_concrete_function() for name, fn in root.functions.items()}
     options, tpu_name = None, next((name for name, s in servables.items() if s.tpu), None)

@@ -42,6 +42,12 @@ def test_tpu_func_alias_is_saved_and_compiles_with_xla(exported):
 
 
 @pytest.mark.slow
+def test_vocabularies_are_assets(exported):
+    _, _, _, artifact = exported
+    assert sorted(os.listdir(os.path.join(artifact["path"], "assets"))) == ["source.model", "target.model"]
+
+
+@pytest.mark.slow
 def test_saved_model_cli_show_all(exported):
     _, _, _, artifact = exported
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
