@@ -109,6 +109,7 @@ class Trainer:
         self._save_dir = self.checkpoint_dir if self.chief else os.path.join(
             self.checkpoint_dir, f".worker-{self.worker}-tmp")
         self._stop_requested = False
+        self._validation_loss_fn = None
 
     # Checkpoints.
     def _checkpoint(self):
@@ -225,10 +226,13 @@ class Trainer:
 
     # Evaluation.
     def validation_loss(self, source):
-        loss_fn = tf.function(lambda batch: self.phases[0].loss(self.model, batch, training=False))
+        # Traced once per trainer, not at every evaluation.
+        if self._validation_loss_fn is None:
+            self._validation_loss_fn = tf.function(
+                lambda batch: self.phases[0].loss(self.model, batch, training=False))
         total, count = 0.0, 0
         for batch in self.entry.dataset(source, "validation", self.config.batch_size, training=False):
-            per_example = np.asarray(loss_fn(batch), dtype=np.float64)
+            per_example = np.asarray(self._validation_loss_fn(batch), dtype=np.float64)
             total += float(per_example.sum())
             count += len(per_example)
         return total / max(count, 1)
