@@ -58,7 +58,7 @@ def _mismatches(expected, actual, max_abs_diff=1e-4):
     return bad
 
 
-def export_saved_model(entry, model, servables, out_dir, inputs):
+def export_saved_model(entry, model, servables, out_dir, inputs, expected):
     root = tf.Module()
     root.model = model
     root.resources = entry.resources()
@@ -75,7 +75,6 @@ def export_saved_model(entry, model, servables, out_dir, inputs):
         # string pre- and post-processing stays in the signatures, on the CPU.
         root.tpu_func = servables[tpu_name].fn
         options = tf.saved_model.SaveOptions(function_aliases={"tpu_func": root.tpu_func})
-    expected = _to_numpy(servables["serving_default"].fn(tf.constant(inputs)))
     (arg,) = [spec.name for spec in tf.nest.flatten(signatures["serving_default"].structured_input_signature)]
     latency = {}
 
@@ -88,20 +87,22 @@ def export_saved_model(entry, model, servables, out_dir, inputs):
                 f"{len(inputs)} held-out inputs (first: {inputs[min(bad)]!r})."
             )
 
+    warmup_count = {}
+
     def warmup(path):
-        saved_model.write_warmup_requests(path, entry.name, {arg: list(inputs)})
+        warmup_count["n"] = saved_model.write_warmup_requests(path, entry.name, {arg: list(inputs)})
 
     path = saved_model.save(root, signatures, os.path.join(out_dir, "saved_model", entry.name), check, options,
                             warmup)
     return {
         "format": "saved_model", "path": path, "signatures": sorted(signatures),
-        "tpu_func": tpu_name, "warmup_requests": min(10, len(inputs)),
+        "tpu_func": tpu_name, "warmup_requests": warmup_count["n"],
         "parity": {"checked": len(inputs), "mismatches": 0, "process": "fresh (tensorflow + tensorflow_text only)"},
         "latency_ms_batch1": round(latency["ms"], 3),
     }
 
 
-def export_keras(entry, model, servables, out_dir, inputs):
+def export_keras(entry, model, out_dir, inputs, expected):
     """The trained model as a `.keras` file, checked by loading it back."""
     path = os.path.join(out_dir, "keras", f"{entry.name}.keras")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -110,7 +111,6 @@ def export_keras(entry, model, servables, out_dir, inputs):
     import keras
 
     loaded = keras.saving.load_model(tmp)
-    expected = _to_numpy(servables["serving_default"].fn(tf.constant(inputs)))
     actual = _to_numpy(entry.serving_functions(loaded)["serving_default"].fn(tf.constant(inputs)))
     bad = _mismatches(expected, actual)
     if bad:
@@ -120,9 +120,20 @@ def export_keras(entry, model, servables, out_dir, inputs):
     return {"format": "keras", "path": path, "parity": {"checked": len(inputs), "mismatches": 0}}
 
 
-def export_tflite(entry, name, servable, out_dir, inputs, references, quantize="none", source=None,
+def _row_outputs(servable, encoded):
+    """The Keras outputs of a batch-1 servable, row by row, stacked."""
+    rows = len(next(iter(encoded.values())))
+    outputs = [_to_numpy(servable.fn(**{k: tf.constant(v[i:i + 1]) for k, v in encoded.items()}))
+               for i in range(rows)]
+    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def export_tflite(entry, name, servable, out_dir, inputs, references, expected, quantize="none", source=None,
                   int8_io=False, max_metric_drop=1.0):
-    """Converts one servable; float must give identical outputs, quantized a close task metric."""
+    """Converts one servable; float must give identical outputs, quantized a close task metric.
+
+    `expected` holds the Keras outputs for `servable.encode(inputs)` (see `_row_outputs`).
+    """
     suffix = "" if quantize == "none" else f"_{quantize}"
     path = os.path.join(out_dir, "tflite", f"{entry.name}_{name}{suffix}.tflite")
     tmp = path + ".tmp"
@@ -132,12 +143,6 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, quantize="
     op_sets = tflite.convert(servable.fn, name, tmp, quantize, representative, int8_io)
     encoded = servable.encode(inputs)
     actual, latency_ms = tflite.run_rows(tmp, name, encoded)
-    expected = {}
-    for i in range(len(inputs)):
-        row = _to_numpy(servable.fn(**{k: tf.constant(v[i:i + 1]) for k, v in encoded.items()}))
-        for k, v in row.items():
-            expected.setdefault(k, []).append(v)
-    expected = {k: np.concatenate(v) for k, v in expected.items()}
     bad = sorted(_mismatches(expected, actual))
     parity = {"checked": len(inputs), "mismatches": len(bad)}
     if entry.task_metric and servable.decode is not None:
@@ -214,16 +219,19 @@ def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None
     servables = entry.serving_functions(model)
     inputs, references = entry.held_out_examples(source, num_checks)
     artifacts = []
+    if {"saved_model", "keras"} & set(formats):
+        expected = _to_numpy(servables["serving_default"].fn(tf.constant(inputs)))
     if "saved_model" in formats:
-        artifacts.append(export_saved_model(entry, model, servables, out_dir, inputs))
+        artifacts.append(export_saved_model(entry, model, servables, out_dir, inputs, expected))
     if "keras" in formats:
-        artifacts.append(export_keras(entry, model, servables, out_dir, inputs))
+        artifacts.append(export_keras(entry, model, out_dir, inputs, expected))
     if "tflite" in formats:
         for name, servable in servables.items():
             if servable.tflite:
+                row_expected = _row_outputs(servable, servable.encode(inputs))
                 for q in quantize:
-                    artifacts.append(export_tflite(entry, name, servable, out_dir, inputs, references, q,
-                                                   source, int8_io, max_metric_drop))
+                    artifacts.append(export_tflite(entry, name, servable, out_dir, inputs, references,
+                                                   row_expected, q, source, int8_io, max_metric_drop))
     for artifact in artifacts:
         artifact["size_bytes"] = _size(artifact["path"])
         if os.path.isfile(artifact["path"]):

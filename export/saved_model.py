@@ -53,20 +53,24 @@ def write_warmup_requests(path, model_name, inputs, signature="serving_default",
 
     Args:
         inputs: dict of input name to a list of values (one request per value, batch 1).
+
+    Returns:
+        The number of requests written.
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     folder = os.path.join(path, "assets.extra")
     os.makedirs(folder, exist_ok=True)
-    rows = len(next(iter(inputs.values())))
+    rows = min(count, len(next(iter(inputs.values()))))
     with tf.io.TFRecordWriter(os.path.join(folder, "tf_serving_warmup_requests")) as writer:
-        for i in range(min(count, rows)):
+        for i in range(rows):
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
             for name, values in inputs.items():
                 request.inputs[name].CopyFrom(tf.make_tensor_proto(values[i:i + 1]))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
+    return rows
 
 
 def save(root, signatures, base, check=None, options=None, warmup=None):
