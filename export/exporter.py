@@ -5,6 +5,7 @@ export counts: SavedModels in a fresh process that imports only TensorFlow and
 tensorflow-text (what TF Serving links), TFLite models with the LiteRT interpreter.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -38,7 +39,26 @@ def _to_numpy(outputs):
     return {k: v.numpy() for k, v in outputs.items()}
 
 
-def _mismatches(expected, actual, max_abs_diff=1e-4):
+MAX_ABS_DIFF = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """How artifacts are checked against the Keras model (the `zoo export` flags).
+
+    Attributes:
+        verify: run every artifact on the held-out examples; when False, artifacts are
+            written unchecked and their manifest entries say `"verified": false`.
+        max_abs_diff: largest absolute difference of a float output of a float artifact.
+        max_metric_drop: most task-metric points a quantized TFLite model may lose.
+    """
+
+    verify: bool = True
+    max_abs_diff: float = MAX_ABS_DIFF
+    max_metric_drop: float = 1.0
+
+
+def _mismatches(expected, actual, max_abs_diff=MAX_ABS_DIFF):
     """Rows where two output dicts differ: exactly for tokens, labels and strings, by more
     than `max_abs_diff` for float outputs."""
     bad = set()
@@ -58,7 +78,7 @@ def _mismatches(expected, actual, max_abs_diff=1e-4):
     return bad
 
 
-def export_saved_model(entry, model, servables, out_dir, inputs, expected):
+def export_saved_model(entry, model, servables, out_dir, inputs, expected, checks=Verification()):
     root = tf.Module()
     root.model = model
     root.resources = entry.resources()
@@ -79,12 +99,15 @@ def export_saved_model(entry, model, servables, out_dir, inputs, expected):
     latency = {}
 
     def check(path):
+        if not checks.verify:
+            return
         actual, latency["ms"] = saved_model.run_fresh(path, "serving_default", {arg: list(inputs)})
-        bad = _mismatches(expected, actual)
+        bad = _mismatches(expected, actual, checks.max_abs_diff)
         if bad:
             raise ExportError(
                 f"{path}: serving_default differs from the Keras model on {len(bad)} of "
-                f"{len(inputs)} held-out inputs (first: {inputs[min(bad)]!r})."
+                f"{len(inputs)} held-out inputs (first: {inputs[min(bad)]!r}; float outputs may "
+                f"differ by --max_abs_diff={checks.max_abs_diff})."
             )
 
     warmup_count = {}
@@ -94,30 +117,35 @@ def export_saved_model(entry, model, servables, out_dir, inputs, expected):
 
     path = saved_model.save(root, signatures, os.path.join(out_dir, "saved_model", entry.name), check, options,
                             warmup)
-    return {
-        "format": "saved_model", "path": path, "signatures": sorted(signatures),
-        "tpu_func": tpu_name, "warmup_requests": warmup_count["n"],
-        "parity": {"checked": len(inputs), "mismatches": 0, "process": "fresh (tensorflow + tensorflow_text only)"},
-        "latency_ms_batch1": round(latency["ms"], 3),
-    }
+    artifact = {"format": "saved_model", "path": path, "signatures": sorted(signatures),
+                "tpu_func": tpu_name, "warmup_requests": warmup_count["n"], "parity": {"verified": False}}
+    if checks.verify:
+        artifact["parity"] = {"verified": True, "checked": len(inputs), "mismatches": 0,
+                              "process": "fresh (tensorflow + tensorflow_text only)"}
+        artifact["latency_ms_batch1"] = round(latency["ms"], 3)
+    return artifact
 
 
-def export_keras(entry, model, out_dir, inputs, expected):
+def export_keras(entry, model, out_dir, inputs, expected, checks=Verification()):
     """The trained model as a `.keras` file, checked by loading it back."""
     path = os.path.join(out_dir, "keras", f"{entry.name}.keras")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp.keras"
     model.save(tmp)
+    if not checks.verify:
+        os.replace(tmp, path)
+        return {"format": "keras", "path": path, "parity": {"verified": False}}
     import keras
 
     loaded = keras.saving.load_model(tmp)
     actual = _to_numpy(entry.serving_functions(loaded)["serving_default"].fn(tf.constant(inputs)))
-    bad = _mismatches(expected, actual)
+    bad = _mismatches(expected, actual, checks.max_abs_diff)
     if bad:
         os.unlink(tmp)
-        raise ExportError(f"{path}: the reloaded model differs on {len(bad)} of {len(inputs)} held-out inputs.")
+        raise ExportError(f"{path}: the reloaded model differs on {len(bad)} of {len(inputs)} held-out inputs "
+                          f"(threshold --max_abs_diff={checks.max_abs_diff} for float outputs).")
     os.replace(tmp, path)
-    return {"format": "keras", "path": path, "parity": {"checked": len(inputs), "mismatches": 0}}
+    return {"format": "keras", "path": path, "parity": {"verified": True, "checked": len(inputs), "mismatches": 0}}
 
 
 def _row_outputs(servable, encoded):
@@ -129,8 +157,9 @@ def _row_outputs(servable, encoded):
 
 
 def export_tflite(entry, name, servable, out_dir, inputs, references, expected, quantize="none", source=None,
-                  int8_io=False, max_metric_drop=1.0):
-    """Converts one servable; float must give identical outputs, quantized a close task metric.
+                  int8_io=False, checks=Verification()):
+    """Converts one servable; float must match Keras (`checks.max_abs_diff` for float outputs,
+    exactly otherwise), quantized must keep the task metric within `checks.max_metric_drop`.
 
     `expected` holds the Keras outputs for `servable.encode(inputs)` (see `_row_outputs`).
     """
@@ -141,10 +170,26 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, expected, 
     if quantize == "int8":
         representative = servable.encode(entry.training_inputs(source, REPRESENTATIVE_EXAMPLES))
     op_sets = tflite.convert(servable.fn, name, tmp, quantize, representative, int8_io)
-    encoded = servable.encode(inputs)
-    actual, latency_ms = tflite.run_rows(tmp, name, encoded)
-    bad = sorted(_mismatches(expected, actual))
-    parity = {"checked": len(inputs), "mismatches": len(bad)}
+    artifact = {"format": "tflite", "path": path, "signature": name, "quantization": quantize,
+                "op_sets": op_sets, "builtin_ops_only": set(op_sets) <= {tflite.BUILTINS, tflite.INT8},
+                "full_integer": op_sets == [tflite.INT8] if quantize == "int8" else None,
+                "parity": {"verified": False}}
+    if checks.verify:
+        artifact["parity"], artifact["latency_ms_batch1"] = _check_tflite(
+            entry, servable, tmp, path, name, inputs, references, expected, quantize, checks)
+    # Only a checked model replaces the previous one, in one rename.
+    os.replace(tmp, path)
+    artifact["ops"] = tflite.op_names(path)
+    # Custom kernels an app must register (builtin op names are upper case).
+    artifact["custom_ops"] = [op for op in artifact["ops"] if op != op.upper()]
+    return artifact
+
+
+def _check_tflite(entry, servable, tmp, path, name, inputs, references, expected, quantize, checks):
+    """(parity, batch-1 latency) of a converted model; removes it and raises when it fails."""
+    actual, latency_ms = tflite.run_rows(tmp, name, servable.encode(inputs))
+    bad = sorted(_mismatches(expected, actual, checks.max_abs_diff))
+    parity = {"verified": True, "checked": len(inputs), "mismatches": len(bad)}
     if entry.task_metric and servable.decode is not None:
         keras_metric = entry.score(servable.decode(expected), references)
         tflite_metric = entry.score(servable.decode(actual), references)
@@ -153,22 +198,14 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, expected, 
     failure = None
     if quantize == "none" and bad:
         failure = (f"differs from the Keras model on {len(bad)} of {len(inputs)} held-out inputs "
-                   f"(first: {inputs[bad[0]]!r})")
-    elif quantize != "none" and parity.get("drop", 0.0) > max_metric_drop:
+                   f"(first: {inputs[bad[0]]!r}; float outputs may differ by --max_abs_diff={checks.max_abs_diff})")
+    elif quantize != "none" and parity.get("drop", 0.0) > checks.max_metric_drop:
         failure = (f"{entry.task_metric} drops {parity['drop']:.2f} points against Keras "
-                   f"(threshold --max_metric_drop={max_metric_drop})")
+                   f"(threshold --max_metric_drop={checks.max_metric_drop})")
     if failure:
         os.unlink(tmp)
         raise ExportError(f"{path}: {failure}.")
-    # Only a checked model replaces the previous one, in one rename.
-    os.replace(tmp, path)
-    ops = tflite.op_names(path)
-    return {
-        "format": "tflite", "path": path, "signature": name, "quantization": quantize,
-        "op_sets": op_sets, "builtin_ops_only": set(op_sets) <= {tflite.BUILTINS, tflite.INT8},
-        "full_integer": op_sets == [tflite.INT8] if quantize == "int8" else None,
-        "ops": ops, "parity": parity, "latency_ms_batch1": round(latency_ms, 3),
-    }
+    return parity, round(latency_ms, 3)
 
 
 def _training_record(workdir):
@@ -197,14 +234,15 @@ def _keras_latency(servable, inputs, count=20):
 
 
 def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None, num_checks=100,
-           quantize=("none",), int8_io=False, max_metric_drop=1.0):
+           quantize=("none",), int8_io=False, checks=Verification()):
     """Exports what `entry.serving_functions(model)` declares under `workdir/export/`.
 
     Args:
         quantize: TFLite variants among `none`, `float16`, `dynamic`, `int8`.
         int8_io: int8 inputs and outputs for the `int8` variant (float ones get quantized).
-        max_metric_drop: most task-metric points a quantized TFLite model may lose against
-            Keras on the held-out examples (float ones must match exactly).
+        num_checks: held-out examples every artifact is run on (and SavedModel warmup
+            requests are drawn from).
+        checks: a `Verification`: whether artifacts are checked, and the thresholds.
 
     Returns:
         The manifest, also written to `workdir/export/manifest.json`.
@@ -219,26 +257,31 @@ def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None
     servables = entry.serving_functions(model)
     inputs, references = entry.held_out_examples(source, num_checks)
     artifacts = []
-    if {"saved_model", "keras"} & set(formats):
+    expected = None
+    if checks.verify and {"saved_model", "keras"} & set(formats):
         expected = _to_numpy(servables["serving_default"].fn(tf.constant(inputs)))
     if "saved_model" in formats:
-        artifacts.append(export_saved_model(entry, model, servables, out_dir, inputs, expected))
+        artifacts.append(export_saved_model(entry, model, servables, out_dir, inputs, expected, checks))
     if "keras" in formats:
-        artifacts.append(export_keras(entry, model, out_dir, inputs, expected))
+        artifacts.append(export_keras(entry, model, out_dir, inputs, expected, checks))
+    skipped = []
     if "tflite" in formats:
         for name, servable in servables.items():
             if servable.tflite:
-                row_expected = _row_outputs(servable, servable.encode(inputs))
+                row_expected = _row_outputs(servable, servable.encode(inputs)) if checks.verify else None
                 for q in quantize:
+                    if q not in servable.quantizations:
+                        skipped.append({"signature": name, "quantization": q, "reason": servable.quantization_note})
+                        continue
                     artifacts.append(export_tflite(entry, name, servable, out_dir, inputs, references,
-                                                   row_expected, q, source, int8_io, max_metric_drop))
+                                                   row_expected, q, source, int8_io, checks))
     for artifact in artifacts:
         artifact["size_bytes"] = _size(artifact["path"])
         if os.path.isfile(artifact["path"]):
             artifact["sha256"] = _sha256(artifact["path"])
     manifest = {"model": entry.name, **_training_record(workdir),
                 "keras_latency_ms_batch1": round(_keras_latency(servables["serving_default"], inputs), 3),
-                "artifacts": artifacts}
+                "artifacts": artifacts, "skipped": skipped}
     tmp = os.path.join(out_dir, "manifest.json.tmp")
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=2)

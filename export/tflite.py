@@ -20,6 +20,10 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from export.errors import ExportError
 
 BUILTINS = "TFLITE_BUILTINS"
+# Not a TFLite op set: the converter's `allow_custom_ops`, for ops with kernels of their own
+# (tensorflow-text's FastWordpieceTokenizer, FastBertNormalizer, ...), taken only when the
+# builtins alone fail.
+CUSTOM = "CUSTOM"
 
 
 def freeze(fn, signature_name, directory):
@@ -49,9 +53,10 @@ QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 def convert(fn, signature_name, path, quantize="none", representative=None, int8_io=False):
     """Converts `fn` to a `.tflite` file at `path` with a signature named `signature_name`.
 
-    Builtin ops only. For `quantize="int8"`, full-integer ops (`TFLITE_BUILTINS_INT8`) are
-    tried first, calibrated on `representative` (dict of input name to rows); where some op
-    has no integer kernel, the float builtins are allowed beside them.
+    Builtin ops first; custom ops (tensorflow-text's) only when a model needs them. For
+    `quantize="int8"`, full-integer ops (`TFLITE_BUILTINS_INT8`) are tried first, calibrated
+    on `representative` (dict of input name to rows); where some op has no integer kernel,
+    the float builtins are allowed beside them.
 
     Returns:
         The op sets the model was converted with.
@@ -66,6 +71,7 @@ def convert(fn, signature_name, path, quantize="none", representative=None, int8
             np.savez(os.path.join(tmp, "representative.npz"), **representative)
             args.append(os.path.join(tmp, "representative.npz"))
         attempts = [(INT8,), (INT8, BUILTINS)] if quantize == "int8" else [(BUILTINS,)]
+        attempts += [ops + (CUSTOM,) for ops in attempts]
         for op_sets in attempts:
             proc = subprocess.run(
                 [sys.executable, "-m", "export.convert_child", frozen_dir, signature_name, out,
@@ -92,21 +98,27 @@ def convert(fn, signature_name, path, quantize="none", representative=None, int8
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def interpreter(path):
-    from ai_edge_litert.interpreter import Interpreter
+def custom_op_registerers():
+    """Registration functions of the custom op kernels the exporter knows: tensorflow-text's
+    (an Android app links the same kernels; README "TFLite")."""
+    from tensorflow_text import tflite_registrar
 
-    return Interpreter(model_path=path)
+    return list(tflite_registrar.SELECT_TFTEXT_OPS)
+
+
+def interpreter(path, **kwargs):
+    """A LiteRT interpreter with tensorflow-text's custom ops registered."""
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps
+
+    return InterpreterWithCustomOps(model_path=path, custom_op_registerers=custom_op_registerers(), **kwargs)
 
 
 def op_names(path):
     """The distinct operators of the model at `path`."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import OpResolverType
 
     # Without default delegates: XNNPACK would replace the ops it takes with DELEGATE nodes.
-    interp = Interpreter(
-        model_path=path,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
+    interp = interpreter(path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     return sorted({op["op_name"] for op in interp._get_ops_details()})
 
 

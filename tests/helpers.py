@@ -96,7 +96,7 @@ def check_training_steps(entry, source, tmp_path):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
-def check_export(entry, source, tmp_path, num_checks=20):
+def check_export(entry, source, tmp_path, num_checks=20, custom_op_signatures=()):
     from export import exporter
 
     trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(tmp_path))
@@ -109,16 +109,21 @@ def check_export(entry, source, tmp_path, num_checks=20):
         assert artifact["parity"]["checked"] == num_checks and artifact["parity"]["mismatches"] == 0
         assert os.path.exists(artifact["path"]) and artifact["size_bytes"] > 0
         if artifact["format"] == "tflite":
-            assert artifact["builtin_ops_only"] and artifact["ops"], artifact
+            assert artifact["ops"], artifact
+            if artifact["signature"] in custom_op_signatures:
+                assert artifact["custom_ops"] and not artifact["builtin_ops_only"], artifact
+            else:
+                assert artifact["builtin_ops_only"] and not artifact["custom_ops"], artifact
             assert len(artifact["sha256"]) == 64
         if artifact["format"] != "keras":
             assert artifact["latency_ms_batch1"] > 0
     return manifest
 
 
-def check_entry(name, tmp_path, data=None):
+def check_entry(name, tmp_path, data=None, custom_op_signatures=()):
+    """The shared checks; `custom_op_signatures` name TFLite models allowed custom (tf-text) ops."""
     entry, source = tiny_entry(name, tmp_path / "assets", data)
     check_config_round_trip(entry)
     check_keras_round_trip(entry, source, tmp_path)
     check_training_steps(entry, source, tmp_path)
-    return check_export(entry, source, tmp_path / "export")
+    return check_export(entry, source, tmp_path / "export", custom_op_signatures=custom_op_signatures)

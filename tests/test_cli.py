@@ -96,7 +96,8 @@ def test_train_evaluate_predict_export(tmp_path):
     assert paths == {"saved_model:", "tflite:greedy_tokens", "tflite:beam_search_tokens"}
     sm = next(a for a in manifest["artifacts"] if a["format"] == "saved_model")
     assert sm["path"].endswith(os.path.join("export", "saved_model", "translator", "1"))
-    assert sm["parity"] == {"checked": 100, "mismatches": 0, "process": "fresh (tensorflow + tensorflow_text only)"}
+    assert sm["parity"] == {"verified": True, "checked": 100, "mismatches": 0,
+                            "process": "fresh (tensorflow + tensorflow_text only)"}
 
     # A user's own fresh process, importing only TensorFlow and tensorflow-text.
     script = (
@@ -112,6 +113,9 @@ def test_train_evaluate_predict_export(tmp_path):
     keras_out = lines[0].split("\t", 1)[1]
     assert proc.stdout.strip().splitlines()[-1] == keras_out
 
-    # A second export is a new version; the first stays.
-    zoo_cli("export", f"--workdir={workdir}", "--formats=saved_model")
+    # A second export is a new version; the first stays. --noverify writes it unchecked and says so.
+    out = zoo_cli("export", f"--workdir={workdir}", "--formats=saved_model,keras", "--noverify").stdout
+    unchecked = json.loads(out.strip().splitlines()[-1])["artifacts"]
+    assert [a["parity"] for a in unchecked] == [{"verified": False}] * 2
+    assert "latency_ms_batch1" not in unchecked[0]
     assert sorted(os.listdir(os.path.join(workdir, "export", "saved_model", "translator"))) == ["1", "2"]

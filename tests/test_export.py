@@ -57,6 +57,14 @@ def test_saved_model_cli_show_all(exported):
         assert name in proc.stdout
 
 
+def test_mismatches_compare_floats_within_max_abs_diff_and_the_rest_exactly():
+    expected = {"probs": np.array([[0.5, 0.5], [0.2, 0.8]], "float32"), "label": np.array([b"a", b"b"])}
+    close = {"probs": expected["probs"] + 5e-5, "label": np.array(["a", "b"])}
+    assert exporter._mismatches(expected, close) == set()
+    assert exporter._mismatches(expected, close, max_abs_diff=1e-5) == {0, 1}
+    assert exporter._mismatches(expected, {**close, "label": np.array(["a", "c"])}) == {1}
+
+
 def test_unknown_format_is_named(tmp_path):
     entry, source = helpers.tiny_entry("translator", tmp_path)
     trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(tmp_path))
@@ -70,7 +78,8 @@ def test_quantized_tflite_variants(tmp_path):
     trainer = Trainer(entry, TrainerConfig(steps=150, batch_size=32, log_every=50), str(tmp_path))
     trainer.train(source, evaluate=False)
     manifest = exporter.export(entry, trainer.model, str(tmp_path), formats=("tflite",), source=source,
-                               num_checks=20, quantize=("none", "float16", "dynamic"), max_metric_drop=5.0)
+                               num_checks=20, quantize=("none", "float16", "dynamic"), 
+                               checks=exporter.Verification(max_metric_drop=5.0))
     greedy = {a["quantization"]: a for a in manifest["artifacts"] if a["signature"] == "greedy_tokens"}
     assert set(greedy) == {"none", "float16", "dynamic"}
     assert greedy["none"]["parity"]["mismatches"] == 0 and greedy["none"]["parity"]["drop"] == 0
@@ -88,7 +97,7 @@ def test_quantized_metric_threshold_fails_with_the_figure(tmp_path):
     # A threshold below zero fails any quantized artifact, naming it and the figure.
     with pytest.raises(exporter.ExportError, match=r"translator_greedy_tokens_dynamic.tflite: chrf drops .* points"):
         exporter.export(entry, trainer.model, str(tmp_path), formats=("tflite",), source=source, num_checks=10,
-                        quantize=("dynamic",), max_metric_drop=-1.0)
+                        quantize=("dynamic",), checks=exporter.Verification(max_metric_drop=-1.0))
     assert not os.path.exists(os.path.join(str(tmp_path), "export", "tflite", "translator_greedy_tokens_dynamic.tflite"))
 
 
@@ -118,7 +127,7 @@ def test_float_outputs_and_full_integer_int8(tmp_path):
         trainer.train(source, evaluate=False)
         manifest = exporter.export(entry, trainer.model, str(tmp_path), formats=("saved_model", "tflite"),
                                    source=source, num_checks=20, quantize=("none", "int8"), int8_io=True,
-                                   max_metric_drop=0.5)
+                                   checks=exporter.Verification(max_metric_drop=0.5))
     finally:
         registry.unregister(toy_entry.NAME)
     by_q = {a.get("quantization"): a for a in manifest["artifacts"]}

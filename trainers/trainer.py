@@ -185,7 +185,11 @@ class Trainer:
             # Dense gradients everywhere: Keras's Adam updates IndexedSlices (embedding rows)
             # lazily, only the rows a batch touches, so keeping them sparse on one device but
             # not after an all-reduce would make a run depend on the replica count.
-            grads = [tf.convert_to_tensor(g) for g in tape.gradient(target, variables)]
+            grads = tape.gradient(target, variables)
+            # Variables the loss does not reach (a pooler a masked LM never uses) are left out,
+            # not given zero gradients, which weight decay would still shrink.
+            variables = [v for v, g in zip(variables, grads) if g is not None]
+            grads = [tf.convert_to_tensor(g) for g in grads if g is not None]
             replicas = ctx.num_replicas_in_sync
             if replicas > 1:
                 # Clip the global gradient, not each replica's share of it.
@@ -294,6 +298,8 @@ class Trainer:
         best_manager = tf.train.CheckpointManager(
             self._checkpoint(), os.path.join(self._save_dir, "best"), max_to_keep=1, checkpoint_name="best")
         resumed = self.restore(iterator)
+        if not resumed:
+            self.entry.initialize(self.model)
         step = start = int(self.step.numpy())
         if resumed:
             _log(f"Resumed from {resumed} at step {start}.")
@@ -344,6 +350,8 @@ class Trainer:
                     metrics = self.evaluate(source)
                     result.update(metrics)
                     self._log_row("validation", {"step": step, "epoch": step / steps_per_epoch, **metrics}, writer)
+                    if self.chief:
+                        self.entry.on_evaluation(self.model, source, self.workdir, step, step / steps_per_epoch)
                     if self._track_best(metrics, step, best_manager):
                         _log(f"Early stopping at step {step}: {c.early_stopping_metric} has not improved "
                              f"for {c.early_stopping_patience} evaluations.")

@@ -2,5 +2,7 @@
 
 from zoo import registry
 from zoo.translator import entry as _translator  # noqa: F401  (registers "translator")
+from zoo.bert import classifier as _bert_classifier  # noqa: F401  (registers "bert_classifier")
+from zoo.bert import mlm as _bert_mlm  # noqa: F401  (registers "bert_mlm")
 
 __all__ = ["registry"]

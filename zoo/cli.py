@@ -12,6 +12,7 @@ returns the exit code, or call the functions in `zoo.commands` directly.
 """
 
 import json
+import os
 import sys
 
 from absl import flags
@@ -30,7 +31,13 @@ def _define_train(fv):
     flags.DEFINE_string("data", None, "Training data: a file or folder path, tfds:NAME[:SPLIT], or "
                         "builtin:NAME for data the zoo generates. Default: the model's builtin data.",
                         flag_values=fv)
-    flags.DEFINE_enum("preset", "small", ["tiny", "small", "base"], "Model size preset.", flag_values=fv)
+    flags.DEFINE_string("preset", "small", "Model size preset: tiny, small or base; for BERT models also the "
+                        "path of a local keras-hub preset directory (pretrained weights and vocabulary).",
+                        flag_values=fv)
+    flags.DEFINE_string("init_from", None, "bert_classifier: a bert_mlm workdir whose pretrained backbone "
+                        "and vocabulary the classifier starts from (same --preset).", flag_values=fv)
+    flags.DEFINE_bool("skip_bad_rows", False, "Leave out bad data rows (empty text, missing or unknown label) "
+                      "and report how many, instead of failing on the first one.", flag_values=fv)
     flags.DEFINE_integer("steps", None, "Total training steps (wins over --epochs).", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("epochs", None, "Passes over the training split.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("batch_size", None, "Global batch size.", lower_bound=1, flag_values=fv)
@@ -57,8 +64,15 @@ def _define_export(fv):
     flags.DEFINE_list("quantize", ["none"], "TFLite variants: none (float32), float16, dynamic (int8 "
                       "weights), int8 (full integer, calibrated on training inputs).", flag_values=fv)
     flags.DEFINE_bool("int8_io", False, "int8 inputs and outputs for the int8 variant (Edge TPU).", flag_values=fv)
+    flags.DEFINE_bool("verify", True, "Run every artifact on --num_checks held-out examples and compare it "
+                      "with the Keras model (SavedModel in a fresh process); a failed check removes the artifact "
+                      "and fails the export. --noverify writes artifacts unchecked (the manifest says so).",
+                      flag_values=fv)
+    flags.DEFINE_float("max_abs_diff", 1e-4, "Largest absolute difference allowed between a float output of a "
+                       "float artifact and Keras's; tokens, labels and strings must match exactly.",
+                       lower_bound=0.0, flag_values=fv)
     flags.DEFINE_float("max_metric_drop", 1.0, "Most task-metric points a quantized TFLite model may lose "
-                       "against Keras on the held-out examples; float exports must match exactly.", flag_values=fv)
+                       "against Keras on the held-out examples.", flag_values=fv)
     flags.DEFINE_integer("num_checks", 100, "Held-out examples every artifact is checked on.", lower_bound=1,
                          flag_values=fv)
 
@@ -73,8 +87,13 @@ def _list(fv, args):
 def _train(fv, args):
     from zoo import commands
 
+    overrides = list(fv.config)
+    if fv.init_from:
+        overrides.append(f"init_from={os.path.abspath(fv.init_from)}")
+    if fv.skip_bad_rows:
+        overrides.append("skip_bad_rows=true")
     result = commands.train(fv.model, fv.workdir, data=fv.data, preset=fv.preset, steps=fv.steps,
-                            epochs=fv.epochs, batch_size=fv.batch_size, overrides=fv.config,
+                            epochs=fv.epochs, batch_size=fv.batch_size, overrides=overrides,
                             strategy=fv.strategy, tpu=fv.tpu)
     print(json.dumps(result))
 
@@ -98,7 +117,8 @@ def _export(fv, args):
     from zoo import commands
 
     manifest = commands.export(fv.workdir, formats=fv.formats, num_checks=fv.num_checks, quantize=fv.quantize,
-                               int8_io=fv.int8_io, max_metric_drop=fv.max_metric_drop)
+                               int8_io=fv.int8_io, verify=fv.verify, max_abs_diff=fv.max_abs_diff,
+                               max_metric_drop=fv.max_metric_drop)
     for artifact in manifest["artifacts"]:
         print(f"{artifact['format']}\t{artifact['path']}\t{artifact['size_bytes']} bytes")
     print(json.dumps(manifest))

@@ -122,13 +122,14 @@ def predict(workdir, inputs):
 
 
 def export(workdir, formats=("saved_model", "tflite"), num_checks=100, quantize=("none",), int8_io=False,
-           max_metric_drop=1.0):
+           verify=True, max_abs_diff=1e-4, max_metric_drop=1.0):
     """Exports the latest checkpoint under `workdir/export/`; returns the manifest.
 
-    See `export.exporter.export` for the arguments.
+    See `export.exporter.export` and `export.exporter.Verification` for the arguments.
     """
     from export import exporter
 
     entry, trainer, source = restore(workdir)
+    checks = exporter.Verification(verify, max_abs_diff, max_metric_drop)
     return exporter.export(entry, trainer.model, workdir, formats, source, num_checks=num_checks,
-                           quantize=quantize, int8_io=int8_io, max_metric_drop=max_metric_drop)
+                           quantize=quantize, int8_io=int8_io, checks=checks)

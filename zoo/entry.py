@@ -43,6 +43,9 @@ class Servable:
         tpu: marks the model's forward pass (numbers in and out, static shapes, no string
             processing) that the SavedModel aliases as `tpu_func` for the Cloud TPU
             Inference Converter. At most one servable sets it.
+        quantizations: the TFLite variants this function can have (`--quantize` values);
+            others are skipped, and the manifest says why (`quantization_note`).
+        quantization_note: why some variants are not offered.
     """
 
     fn: Callable
@@ -50,6 +53,8 @@ class Servable:
     tpu: bool = False
     encode: Callable = None
     decode: Callable = None
+    quantizations: tuple = ("none", "float16", "dynamic", "int8")
+    quantization_note: str = ""
 
 
 class ZooEntry:
@@ -71,12 +76,18 @@ class ZooEntry:
 
     @classmethod
     def preset(cls, name):
+        """The config of a named preset, or of a local preset directory where the entry's
+        config class reads them (`from_preset_directory`)."""
         presets = cls.config_class.PRESETS
-        if name not in presets:
-            raise ConfigError(
-                f"--preset={name}: model {cls.name!r} has presets {', '.join(presets)}."
-            )
-        return presets[name]()
+        if name in presets:
+            return presets[name]()
+        from_directory = getattr(cls.config_class, "from_preset_directory", None)
+        if from_directory and os.path.isdir(name):
+            return from_directory(name)
+        raise ConfigError(
+            f"--preset={name}: model {cls.name!r} has presets {', '.join(presets)}"
+            + (" or a preset directory." if from_directory else ".")
+        )
 
     @property
     def assets_dir(self):
@@ -100,6 +111,13 @@ class ZooEntry:
     def build_model(self):
         raise NotImplementedError
 
+    def initialize(self, model):
+        """Loads pretrained weights into a new model (a preset, another workdir's training).
+
+        The trainer calls it once, when a run starts with no checkpoint to resume from, so
+        a pretrained source is read only at the start of training and is not needed after.
+        """
+
     def loss(self, model, batch, training):
         raise NotImplementedError
 
@@ -111,6 +129,11 @@ class ZooEntry:
     def evaluate(self, model, source, split):
         """Task metrics as a dict of floats."""
         raise NotImplementedError
+
+    def on_evaluation(self, model, source, workdir, step, epoch):
+        """Called by the trainer on the chief after each evaluation during training (each epoch
+        and the last step), to write what a person looks at under `workdir` (image grids).
+        `epoch` is `step / steps_per_epoch`. Does nothing by default."""
 
     def predict(self, model, inputs):
         """Predictions for raw inputs (a list of strings), as a list of strings."""

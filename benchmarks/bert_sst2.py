@@ -1,0 +1,170 @@
+"""SST-2: the zoo's BERT classifier against keras-hub `BertTextClassifier.fit` (and HF PyTorch).
+
+    python benchmarks/bert_sst2.py [--minutes=4] [--mlm_minutes=4] [--parts=scratch,mlm,throughput]
+
+Reads `../shared/data/classification/sst2_train.tsv` (training) and `sst2_dev.tsv` (accuracy);
+skips with a message when they are absent. Preset `small` (4 layers, 256 hidden, 4 heads,
+intermediate 1024, sequence 64) for every model; every peer gets the zoo's vocabulary (learned
+from the training text, 8,000 WordPiece tokens), so the vocabulary size is the same.
+
+- `scratch`: each trained from scratch for the same wall time; dev accuracy side by side.
+- `mlm`: each first pretrains its backbone with masked-LM on the SST-2 training text (zoo:
+  `bert_mlm` then `bert_classifier --init_from`; peer: keras-hub `BertMaskedLM.fit`, then
+  `BertTextClassifier.fit` on that backbone), same wall time for each stage.
+- `throughput`: training examples/s on the same config (batch 32, sequence 64) for the zoo
+  trainer, keras-hub `fit` and HF `BertForSequenceClassification` in PyTorch (needs
+  `pip install -r benchmarks/requirements-peers.txt`), steady state after warm-up.
+
+Peers: `benchmarks/bert_peers.py` (their recipes and settings are documented there).
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "classification")
+flags.DEFINE_string("data_dir", DATA, "Folder with sst2_train.tsv and sst2_dev.tsv.")
+flags.DEFINE_float("minutes", 4.0, "Training wall time of each classifier.")
+flags.DEFINE_float("mlm_minutes", 4.0, "Pretraining wall time of each masked LM.")
+flags.DEFINE_integer("throughput_steps", 60, "Timed steps of each trainer after warm-up (a multiple of 10).")
+flags.DEFINE_list("parts", ["scratch", "mlm", "throughput"], "Which comparisons to run.")
+flags.DEFINE_list("zoo_config", ["optimizer=adamw", "learning_rate=5e-4", "warmup_steps=200",
+                                 "jit_compile=true"],
+                  "The zoo classifier's trainer settings (its own best, see WORKSPACE_NOTES.md).")
+flags.DEFINE_list("zoo_mlm_config", ["optimizer=adamw", "learning_rate=5e-4", "warmup_steps=200",
+                                     "jit_compile=true"],
+                  "The zoo masked LM's trainer settings.")
+
+
+def _files():
+    train, dev = (os.path.join(FLAGS.data_dir, f) for f in ("sst2_train.tsv", "sst2_dev.tsv"))
+    if not (os.path.exists(train) and os.path.exists(dev)):
+        print(f"skipped: {train} or {dev} not found (the shared data folder is absent)")
+        sys.exit(0)
+    return train, dev
+
+
+def _read(path):
+    from bert_peers import _read_tsv
+
+    return _read_tsv(path)
+
+
+def _zoo_classifier(workdir, train, dev, seconds, steps=10**9, extra=()):
+    from zoo import commands
+
+    overrides = [f"validation_data={dev}", f"max_seconds={seconds}", "log_every=100", "checkpoint_every=100000",
+                 *FLAGS.zoo_config, *extra]
+    start = time.perf_counter()
+    commands.train("bert_classifier", workdir, data=train, preset="small", steps=steps, batch_size=32,
+                   evaluate=False, overrides=overrides)
+    seconds = time.perf_counter() - start
+    metrics = commands.evaluate(workdir)
+    return metrics, seconds
+
+
+def _vocabulary(workdir):
+    with open(os.path.join(workdir, "assets", "vocab.txt"), encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def _steady_examples_per_sec(workdir):
+    """Median examples/s of the logged chunks after the first (trace and XLA compile)."""
+    import numpy as np
+
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    rates = [r["examples_per_sec"] for r in rows if r["kind"] == "train"][1:]
+    return float(np.median(rates))
+
+
+def scratch(train, dev, root):
+    import bert_peers
+
+    seconds = FLAGS.minutes * 60
+    workdir = os.path.join(root, "zoo-scratch")
+    zoo, zoo_seconds = _zoo_classifier(workdir, train, dev, seconds)
+    vocabulary = _vocabulary(workdir)
+    train_texts, train_labels = _read(train)
+    dev_texts, dev_labels = _read(dev)
+    peer = bert_peers.keras_hub_fit(train_texts, train_labels, dev_texts, dev_labels, vocabulary,
+                                    max_seconds=seconds)
+    return {"zoo_dev_accuracy": zoo["accuracy"], "zoo_macro_f1": zoo["macro_f1"], "zoo_seconds": zoo_seconds,
+            "peer_dev_accuracy": peer["dev_accuracy"], "peer_seconds": peer["train_seconds"],
+            "peer_steps": peer["steps"], "vocabulary_size": len(vocabulary)}
+
+
+def mlm(train, dev, root):
+    import bert_peers
+    from zoo import commands
+
+    seconds, mlm_seconds = FLAGS.minutes * 60, FLAGS.mlm_minutes * 60
+    mlm_dir = os.path.join(root, "zoo-mlm")
+    commands.train("bert_mlm", mlm_dir, data=train, preset="small", steps=10**9, batch_size=128, evaluate=False,
+                   overrides=[f"validation_data={dev}", f"max_seconds={mlm_seconds}", "log_every=50",
+                              "checkpoint_every=100000", *FLAGS.zoo_mlm_config])
+    zoo_mlm = commands.evaluate(mlm_dir)
+    zoo, _ = _zoo_classifier(os.path.join(root, "zoo-finetuned"), train, dev, seconds,
+                             extra=[f"init_from={mlm_dir}"])
+    vocabulary = _vocabulary(mlm_dir)
+    train_texts, train_labels = _read(train)
+    dev_texts, dev_labels = _read(dev)
+    backbone, stats = bert_peers.keras_hub_mlm_pretrain(train_texts, vocabulary, max_seconds=mlm_seconds,
+                                                        return_stats=True)
+    peer = bert_peers.keras_hub_fit(train_texts, train_labels, dev_texts, dev_labels, vocabulary,
+                                    max_seconds=seconds, backbone=backbone)
+    return {"zoo_mlm_masked_accuracy": zoo_mlm["masked_accuracy"], "zoo_dev_accuracy": zoo["accuracy"],
+            "peer_mlm_accuracy": stats.get("mlm_accuracy"), "peer_dev_accuracy": peer["dev_accuracy"]}
+
+
+def throughput(train, dev, root):
+    import bert_peers
+
+    steps = FLAGS.throughput_steps
+    workdir = os.path.join(root, "zoo-speed")
+    # 20 warm-up steps (trace, XLA compile), then `steps` timed ones, logged every 10.
+    _zoo_classifier(workdir, train, dev, 10**6, steps=20 + steps, extra=["log_every=10"])
+    zoo = _steady_examples_per_sec(workdir)
+    vocabulary = _vocabulary(workdir)
+    train_texts, train_labels = _read(train)
+    dev_texts, dev_labels = _read(dev)
+    n = 32 * (steps + 40)
+    keras_peer = bert_peers.keras_hub_fit(train_texts[:n], train_labels[:n], dev_texts[:64], dev_labels[:64],
+                                          vocabulary, epochs=1, steps_for_speed=steps, speed_warmup_steps=20)
+    result = {"zoo_examples_per_sec": zoo, "keras_hub_fit_examples_per_sec": keras_peer["examples_per_sec"],
+              "ratio_vs_keras_hub": zoo / keras_peer["examples_per_sec"]}
+    try:
+        hf = bert_peers.hf_pytorch(train_texts[:n], train_labels[:n], dev_texts[:64], dev_labels[:64], vocabulary,
+                                   epochs=1, steps_for_speed=steps, speed_warmup_steps=20)
+        result.update({"hf_pytorch_examples_per_sec": hf["examples_per_sec"],
+                       "ratio_vs_hf_pytorch": zoo / hf["examples_per_sec"], "hf_versions": hf.get("versions")})
+    except ImportError as e:
+        result["hf_pytorch"] = f"skipped ({e}); pip install -r benchmarks/requirements-peers.txt"
+    return result
+
+
+def main(argv):
+    train, dev = _files()
+    root = tempfile.mkdtemp(prefix="bench-bert-")
+    parts = {"scratch": scratch, "mlm": mlm, "throughput": throughput}
+    try:
+        for name in FLAGS.parts:
+            start = time.perf_counter()
+            result = parts[name](train, dev, root)
+            result["part_seconds"] = round(time.perf_counter() - start, 1)
+            print(f"[bert_sst2] {name}: " + json.dumps(result, default=str), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

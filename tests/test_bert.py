@@ -1,0 +1,219 @@
+"""BERT classifier and masked-LM pretraining: data, labels, training, presets, export."""
+
+import json
+import os
+import random
+
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import helpers
+from trainers import Trainer, TrainerConfig
+from zoo import commands, sources
+from zoo.bert.classifier import BertClassifier
+from zoo.bert.mlm import BertMaskedLanguageModel
+from zoo.config import ConfigError
+from zoo.sources import DataError
+from zoo.text import labelled
+
+WORDS = {"neg": ["awful", "boring", "bad", "dull"], "neu": ["average", "okay", "plain", "fine"],
+         "pos": ["great", "superb", "good", "lovely"]}
+FILLER = ["the", "film", "was", "a", "story", "and", "acting", "really", "quite", "plot"]
+
+
+def reviews(count, seed=0, labels=("neg", "neu", "pos")):
+    """Short texts whose label shows in one of their words, with filler around it."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        label = rng.choice(labels)
+        words = rng.sample(FILLER, 4) + [rng.choice(WORDS[label])]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path, rows, header="text,label"):
+    with open(path, "w") as f:
+        f.write(header + "\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+    return str(path)
+
+
+def test_csv_tsv_jsonl_and_class_folders_read_the_same_examples(tmp_path):
+    rows = reviews(12)
+    csv = write_csv(tmp_path / "d.csv", rows)
+    (tmp_path / "d.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows))
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    for label in WORDS:
+        (tmp_path / "folders" / label).mkdir(parents=True)
+    for i, (t, lab) in enumerate(rows):
+        (tmp_path / "folders" / lab / f"{i:03d}.txt").write_text(t)
+    expected = sorted(rows)
+    for path in (csv, tmp_path / "d.tsv", tmp_path / "d.jsonl", tmp_path / "folders"):
+        got = labelled.read(str(path)).examples
+        assert sorted((e.text, e.label) for e in got) == expected, path
+    assert labelled.read(csv).examples[2].where == f"{csv}:4"
+
+
+def test_bad_rows_name_file_and_line_unless_skipped(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\ngood film,pos\n,neg\nok film,\nfine film,meh\nbad film,neg\n")
+    with pytest.raises(DataError, match=rf"{path}:3: empty text"):
+        labelled.read(str(path))
+    rows = labelled.read(str(path), skip_bad_rows=True, labels={"pos", "neg"})
+    assert [e.text for e in rows.examples] == ["good film", "bad film"] and rows.skipped == 3
+    assert any(f"{path}:4: missing label" in p for p in rows.problems)
+    assert any(f"{path}:5: unknown label 'meh'" in p for p in rows.problems)
+    with pytest.raises(DataError, match=rf"{path}:1: no column 'sentence'"):
+        labelled.read(str(path), text_column="sentence")
+    (tmp_path / "j.jsonl").write_text('{"text": "a", "label": "x"}\nnot json\n')
+    with pytest.raises(DataError, match=r"j.jsonl:2: not a JSON object"):
+        labelled.read(str(tmp_path / "j.jsonl"))
+
+
+def test_labels_integer_order_and_class_weights(tmp_path):
+    rows = [(f"text {i}", str(label)) for i, label in enumerate([10] * 30 + [2] * 10 + [1] * 20)]
+    config = BertClassifier.preset("tiny")
+    config.class_weights = "balanced"
+    config.validation_data = write_csv(tmp_path / "val.csv", rows[:6])
+    entry = BertClassifier(config, str(tmp_path / "w"))
+    entry.prepare(sources.parse(write_csv(tmp_path / "d.csv", rows)))
+    assert entry.label_names == ["1", "2", "10"]  # numerically, not as strings
+    np.testing.assert_allclose(entry.class_weight, [60 / (3 * 20), 60 / (3 * 10), 60 / (3 * 30)])
+    config.class_weights = "1:2.0,7:1"
+    with pytest.raises(ConfigError, match=r"unknown labels \['7'\]"):
+        BertClassifier(config, str(tmp_path / "w2")).prepare(sources.parse(str(tmp_path / "d.csv")))
+    # A validation label the training data never had is a bad row, named.
+    config = BertClassifier.preset("tiny")
+    config.validation_data = write_csv(tmp_path / "val2.csv", [("odd one", "3")])
+    entry = BertClassifier(config, str(tmp_path / "w3"))
+    entry.prepare(sources.parse(str(tmp_path / "d.csv")))
+    with pytest.raises(DataError, match=r"val2.csv:2: unknown label '3'"):
+        entry.examples(sources.parse(str(tmp_path / "d.csv")), "validation")
+
+
+def test_tfds_sst2_and_imdb_with_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    for name in ("glue/sst2", "imdb_reviews"):
+        entry = BertClassifier(BertClassifier.preset("tiny"), str(tmp_path / name.replace("/", "_")))
+        source = sources.parse(f"tfds:{name}")
+        with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
+            entry.prepare(source)
+            batch = next(iter(entry.dataset(source, "train", 8, training=True)))
+        assert set(entry.label_names) <= {"negative", "positive", "neg", "pos"}
+        assert batch["token_ids"].shape == (8, entry.config.sequence_length)
+        assert set(batch["labels"].numpy()) <= {0, 1}
+
+
+def test_mlm_masks_like_bert_and_is_deterministic(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_text("".join(" ".join(random.Random(i).choices(FILLER, k=20)) + "\n" for i in range(200)))
+    entry = BertMaskedLanguageModel(BertMaskedLanguageModel.preset("tiny"), str(tmp_path / "w"))
+    source = sources.parse(str(path))
+    entry.prepare(source)
+    w = entry.wordpiece
+    ids = w.encode(tf.constant(entry.texts(source, "train")), entry.config.sequence_length)
+    seed = tf.constant([0, 1], tf.int64)
+    batch = entry.mask(ids, seed)
+    positions, weights = batch["mask_positions"].numpy(), batch["mask_weights"].numpy()
+    original = tf.gather(ids, positions, batch_dims=1).numpy()
+    np.testing.assert_array_equal(batch["mask_ids"].numpy(), original)
+    chosen = weights > 0
+    assert not np.isin(original[chosen], [w.pad_id, w.cls_id, w.sep_id]).any()  # specials never predicted
+    candidates = np.isin(ids.numpy(), [w.pad_id, w.cls_id, w.sep_id], invert=True).sum()
+    assert 0.12 < chosen.sum() / candidates < 0.18  # mask_rate 0.15
+    masked = tf.gather(batch["token_ids"], positions, batch_dims=1).numpy()[chosen]
+    assert 0.75 < np.mean(masked == w.mask_id) < 0.85  # 80% [MASK], the rest random or kept
+    again = entry.mask(ids, seed)
+    np.testing.assert_array_equal(again["token_ids"], batch["token_ids"])
+    assert not np.array_equal(entry.mask(ids, seed + 1)["token_ids"], batch["token_ids"])
+
+
+@pytest.mark.slow
+def test_classifier_passes_the_shared_checks(tmp_path):
+    data = write_csv(tmp_path / "reviews.csv", reviews(200))
+    manifest = helpers.check_entry("bert_classifier", tmp_path, data=data, custom_op_signatures={"classify_text"})
+    tflite = {a["signature"]: a for a in manifest["artifacts"] if a["format"] == "tflite"}
+    assert set(tflite) == {"classify_ids", "classify_text"}
+    assert set(tflite["classify_text"]["custom_ops"]) == {"FastBertNormalize", "FastWordpieceTokenizeWithOffsets"}
+    saved = next(a for a in manifest["artifacts"] if a["format"] == "saved_model")
+    assert saved["tpu_func"] == "classify_ids"
+    assert sorted(os.listdir(os.path.join(saved["path"], "assets"))) == ["class_weights.json", "labels.txt",
+                                                                          "vocab.txt"]
+
+
+@pytest.mark.slow
+def test_classifier_learns_and_int8_weights_keep_accuracy(tmp_path):
+    from export import exporter
+
+    data = write_csv(tmp_path / "reviews.csv", reviews(1500))
+    entry, source = helpers.tiny_entry("bert_classifier", tmp_path / "w", data)
+    trainer = Trainer(entry, TrainerConfig(steps=300, batch_size=32, learning_rate=3e-3, log_every=100),
+                      str(tmp_path / "w"), source=source)
+    result = trainer.train(source)
+    assert result["accuracy"] > 0.95 and result["macro_f1"] > 0.95
+    assert {"precision/neg", "recall/pos"} <= set(result)
+    assert os.path.getsize(tmp_path / "w" / "confusion_matrix.png") > 1000
+    assert [p.split("\t")[0] for p in entry.predict(trainer.model, ["the film was superb", "awful plot"])] == \
+        ["pos", "neg"]
+    manifest = exporter.export(entry, trainer.model, str(tmp_path / "w"), formats=("tflite",), source=source,
+                               num_checks=100, quantize=("dynamic", "int8"))
+    dynamic = {a["signature"]: a for a in manifest["artifacts"]}
+    assert set(dynamic) == {"classify_ids", "classify_text"}
+    for artifact in dynamic.values():  # int8 weights
+        assert artifact["quantization"] == "dynamic" and artifact["parity"]["drop"] <= 1.0
+    assert [(s["signature"], s["quantization"]) for s in manifest["skipped"]] == \
+        [("classify_ids", "int8"), ("classify_text", "int8")]
+    assert all("-1e9" in s["reason"] for s in manifest["skipped"])
+
+
+def test_preset_directory_gives_config_vocabulary_and_weights(tmp_path):
+    vocabulary = ["[PAD]"] + [f"[unused{i}]" for i in range(3)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + \
+        sorted({w for ws in WORDS.values() for w in ws} | set(FILLER))
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), num_layers=1, num_heads=2,
+                                             hidden_dim=16, intermediate_dim=32, max_sequence_length=24)
+    preset = str(tmp_path / "preset")
+    backbone.save_to_preset(preset)
+    keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True).save_to_preset(preset)
+
+    config = BertClassifier.preset(preset)
+    assert (config.hidden_dim, config.num_layers, config.max_sequence_length, config.sequence_length) == \
+        (16, 1, 24, 24)
+    entry = BertClassifier(config, str(tmp_path / "w"))
+    source = sources.parse(write_csv(tmp_path / "d.csv", reviews(50)))
+    entry.prepare(source)
+    assert entry.wordpiece.vocabulary == vocabulary and entry.wordpiece.cls_id == 5  # the preset's own ids
+    model = entry.build_model()
+    entry.initialize(model)
+    for want, got in zip(backbone.get_weights(), model.backbone.get_weights()):
+        np.testing.assert_array_equal(want, got)
+    with pytest.raises(ConfigError, match=r"--preset=.*: no config.json"):
+        BertClassifier.preset(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_mlm_pretraining_then_classifier_init_from(tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(t + "\n" for t, _ in reviews(400, seed=1)))
+    mlm_dir = str(tmp_path / "mlm")
+    result = commands.train("bert_mlm", mlm_dir, data=str(texts), preset="tiny", steps=20, batch_size=16)
+    assert 0.0 <= result["masked_accuracy"] <= 1.0 and np.isfinite(result["loss"])
+    entry, trainer, _ = commands.restore(mlm_dir)
+    filled = commands.predict(mlm_dir, ["the film was [MASK] and the plot [MASK]"])[0]
+    assert "[MASK]" not in filled and filled.startswith("the film was ")
+
+    data = write_csv(tmp_path / "d.csv", reviews(100))
+    classifier_dir = str(tmp_path / "clf")
+    commands.train("bert_classifier", classifier_dir, data=data, preset="tiny", steps=1, batch_size=8,
+                   overrides=[f"init_from={mlm_dir}", "learning_rate=0"], evaluate=False)
+    _, classifier, _ = commands.restore(classifier_dir)
+    for want, got in zip(trainer.model.backbone.get_weights(), classifier.model.backbone.get_weights()):
+        np.testing.assert_allclose(want, got)  # a zero learning rate keeps the pretrained backbone
+    assert open(os.path.join(classifier_dir, "assets", "vocab.txt")).read() == \
+        open(os.path.join(mlm_dir, "assets", "vocab.txt")).read()
+    with pytest.raises(ConfigError, match=r"--init_from=.*pretrained with num_layers=2, the classifier has 4"):
+        commands.train("bert_classifier", str(tmp_path / "clf2"), data=data, preset="small", steps=1,
+                       overrides=[f"init_from={mlm_dir}"])

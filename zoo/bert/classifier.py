@@ -1,0 +1,246 @@
+"""The `bert_classifier` zoo entry: labelled texts in, labels and probabilities out."""
+
+import functools
+import json
+import os
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from zoo import registry
+from zoo.bert import metrics as classification
+from zoo.bert.config import ARCHITECTURE, BertClassifierConfig
+from zoo.bert.text_entry import BertTextEntry, copy_backbone
+from zoo.config import ConfigError
+from zoo.entry import Servable
+
+LABELS = "labels.txt"
+# Measured (WORKSPACE_NOTES.md): a full-integer int8 classifier lost 62 accuracy points against
+# Keras where dynamic-range int8 lost none.
+FULL_INTEGER_NOTE = ("full-integer int8 loses most of the accuracy: keras-hub's attention adds -1e9 to "
+                     "masked scores, which takes the whole int8 range of that tensor; use dynamic "
+                     "(int8 weights)")
+CLASS_WEIGHTS = "class_weights.json"
+
+
+def _sorted_labels(labels):
+    labels = sorted(set(labels))
+    try:
+        return sorted(labels, key=int)
+    except ValueError:
+        return labels
+
+
+@registry.register("bert_classifier")
+class BertClassifier(BertTextEntry):
+    """BERT text classifier (keras-hub `BertBackbone` + classification head).
+
+    Data: CSV/TSV (header row) or JSONL with `text`/`label` columns (`--config text_column=`,
+    `label_column=`), a folder holding one folder of text files per class, or
+    `tfds:glue/sst2`, `tfds:imdb_reviews`. Labels are names or integers. The WordPiece
+    vocabulary is learned from the training text, or taken from `--preset=PATH` (a local
+    keras-hub preset) or `--init_from=WORKDIR` (a `bert_mlm` workdir).
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp(); path = os.path.join(d, "data.csv")
+        >>> _ = open(path, "w").write("text,label\\n" + "good film,pos\\nbad film,neg\\n" * 20)
+        >>> from zoo import sources
+        >>> entry = BertClassifier(BertClassifier.preset("tiny"), d)
+        >>> entry.prepare(sources.parse(path))
+        >>> len(entry.predict(entry.build_model(), ["a good film"]))
+        1
+    """
+
+    description = "BERT text classifier (keras-hub backbone); strings in, labels and probabilities out."
+    config_class = BertClassifierConfig
+    default_data = None  # users bring labelled text (README: any CSV/TSV/JSONL/folder/TFDS)
+    requires_labels = True
+    task_metric = "accuracy"  # in percentage points
+
+    def __init__(self, config, workdir):
+        super().__init__(config, workdir)
+        self.class_weight = None
+        if config.label_names:
+            self.label_names = [n.strip() for n in config.label_names.split(",") if n.strip()]
+
+    # Assets: vocabulary, label names and class weights.
+    def pretrained_vocabulary(self):
+        if self.config.init_from:
+            return os.path.join(self._pretrained_workdir()[0], "assets", "vocab.txt")
+        return super().pretrained_vocabulary()
+
+    def _pretrained_workdir(self):
+        from zoo import workdir as workdirs
+
+        path = self.config.init_from
+        if not workdirs.exists(path):
+            raise ConfigError(f"--init_from={path}: not a zoo workdir (no zoo.json); train bert_mlm there first.")
+        cls, record, model_config, _ = workdirs.read(path)
+        if record["model"] != "bert_mlm":
+            raise ConfigError(f"--init_from={path}: holds a {record['model']!r} model; expected bert_mlm.")
+        for key in ARCHITECTURE[1:] + ("lowercase",):
+            if getattr(model_config, key) != getattr(self.config, key):
+                raise ConfigError(f"--init_from={path}: pretrained with {key}={getattr(model_config, key)}, "
+                                  f"the classifier has {getattr(self.config, key)}; use the same --preset "
+                                  f"(or --config {key}={getattr(model_config, key)}).")
+        return path, cls, model_config
+
+    def prepare(self, source):
+        self.prepare_vocabulary(source)
+        train = self.examples(source, "train")
+        if self.label_names is None:
+            self.label_names = _sorted_labels(e.label for e in train)
+        if len(self.label_names) < 2:
+            raise ConfigError(f"--data={source}: found the labels {self.label_names}; a classifier needs two or more.")
+        with open(os.path.join(self.assets_dir, LABELS), "w") as f:
+            f.write("".join(name + "\n" for name in self.label_names))
+        weights = self._class_weights([e.label for e in train])
+        with open(os.path.join(self.assets_dir, CLASS_WEIGHTS), "w") as f:
+            json.dump(dict(zip(self.label_names, weights)), f, indent=1)
+        self.load_assets()
+
+    def _class_weights(self, labels):
+        spec = self.config.class_weights.strip()
+        if not spec:
+            return [1.0] * len(self.label_names)
+        if spec == "balanced":
+            counts = np.array([labels.count(n) for n in self.label_names], np.float64)
+            return [float(len(labels) / (len(counts) * max(c, 1))) for c in counts]
+        weights = {}
+        for item in spec.split(","):
+            name, _, value = item.rpartition(":")
+            try:
+                weights[name.strip()] = float(value)
+            except ValueError:
+                raise ConfigError(f"--config class_weights={spec}: expected 'balanced' or name:weight,... "
+                                  f"(bad item {item!r}).") from None
+        unknown = sorted(set(weights) - set(self.label_names))
+        if unknown:
+            raise ConfigError(f"--config class_weights: unknown labels {unknown}; labels: {self.label_names}.")
+        return [weights.get(n, 1.0) for n in self.label_names]
+
+    def load_assets(self):
+        super().load_assets()
+        with open(os.path.join(self.assets_dir, LABELS)) as f:
+            self.label_names = [line.rstrip("\n") for line in f if line.strip()]
+        with open(os.path.join(self.assets_dir, CLASS_WEIGHTS)) as f:
+            weights = json.load(f)
+        self.class_weight = np.array([weights[n] for n in self.label_names], np.float32)
+
+    # Data.
+    def dataset(self, source, split, batch_size, training, seed=0):
+        examples = self.examples(source, split)
+        index = {name: i for i, name in enumerate(self.label_names)}
+        ds = tf.data.Dataset.from_tensor_slices(([e.text for e in examples],
+                                                 np.array([index[e.label] for e in examples], np.int32)))
+        ds = ds.cache()
+        if training:
+            ds = ds.shuffle(len(examples), seed=seed).repeat()
+        ds = ds.batch(batch_size, drop_remainder=training)
+        return ds.map(lambda texts, labels: {**self.encode(texts), "labels": labels},
+                      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    # Model.
+    def build_model(self):
+        return keras_hub.models.BertTextClassifier(self.backbone(), len(self.label_names), preprocessor=None,
+                                                   dropout=self.config.dropout, name="bert_classifier")
+
+    def initialize(self, model):
+        if self.config.init_from:
+            path, cls, model_config = self._pretrained_workdir()
+            pretrained = cls(model_config, path)
+            pretrained.load_assets()
+            mlm = pretrained.build_model()
+            latest = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
+            if latest is None:
+                raise ConfigError(f"--init_from={path}: no checkpoint in {path}/checkpoints.")
+            tf.train.Checkpoint(model=mlm).read(latest).expect_partial()
+            copy_backbone(mlm.backbone, model.backbone, f"--init_from={path}")
+            print(f"[init] backbone from {latest}", flush=True)
+        else:
+            super().initialize(model)
+
+    @staticmethod
+    def _inputs(batch):
+        return {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+
+    def loss(self, model, batch, training):
+        logits = keras.ops.cast(model(self._inputs(batch), training=training), "float32")
+        ce = keras.losses.sparse_categorical_crossentropy(batch["labels"], logits, from_logits=True)
+        return ce * keras.ops.take(keras.ops.convert_to_tensor(self.class_weight), batch["labels"])
+
+    # Results.
+    @functools.lru_cache(maxsize=None)
+    def _classify_fn(self, model):
+        names = tf.constant(self.label_names)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def classify(inputs):
+            probabilities = keras.ops.softmax(keras.ops.cast(model(self.encode(inputs)), "float32"), axis=-1)
+            top = tf.math.top_k(probabilities, 1).indices[:, 0]
+            return {"probabilities": probabilities, "label": tf.gather(names, top)}
+
+        return classify
+
+    def probabilities(self, model, texts, batch_size=128):
+        fn = self._classify_fn(model)
+        return np.concatenate([fn(tf.constant(texts[i:i + batch_size]))["probabilities"].numpy()
+                               for i in range(0, len(texts), batch_size)])
+
+    def evaluate(self, model, source, split):
+        examples = self.examples(source, split)[:self.config.eval_examples or None]
+        predicted = self.probabilities(model, [e.text for e in examples]).argmax(-1)
+        index = {name: i for i, name in enumerate(self.label_names)}
+        result, matrix = classification.classification_metrics(
+            [index[e.label] for e in examples], predicted, self.label_names)
+        classification.plot_confusion_matrix(matrix, self.label_names, os.path.join(self.workdir, "confusion_matrix.png"),
+                                             f"{split}: accuracy {result['accuracy']:.3f}")
+        return result
+
+    def predict(self, model, inputs):
+        probabilities = self.probabilities(model, list(inputs))
+        return [f"{self.label_names[p.argmax()]}\t{p.max():.4f}" for p in probabilities]
+
+    def held_out_examples(self, source, count):
+        examples = self.examples(source, "validation")[:count]
+        return [e.text for e in examples], [e.label for e in examples]
+
+    def training_inputs(self, source, count):
+        return self.texts(source, "train", count)
+
+    def score(self, predictions, references):
+        return 100.0 * float(np.mean([p == r for p, r in zip(predictions, references)]))
+
+    def _labels_of(self, outputs):
+        return [self.label_names[i] for i in np.asarray(outputs["probabilities"]).argmax(-1)]
+
+    def serving_functions(self, model):
+        length = self.config.sequence_length
+
+        def probabilities(token_ids):
+            return keras.ops.softmax(keras.ops.cast(model(self.backbone_inputs(token_ids)), "float32"), axis=-1)
+
+        @tf.function(input_signature=[tf.TensorSpec([1, length], tf.int32, name="token_ids")])
+        def classify_ids(token_ids):
+            return {"probabilities": probabilities(token_ids)}
+
+        @tf.function(input_signature=[tf.TensorSpec([1], tf.string, name="text")])
+        def classify_text(text):
+            return {"probabilities": probabilities(self.wordpiece.encode_one(text, length))}
+
+        return {
+            "serving_default": Servable(self._classify_fn(model)),
+            "classify_ids": Servable(
+                classify_ids, tflite=True, tpu=True, decode=self._labels_of,
+                encode=lambda texts: {"token_ids": self.wordpiece.encode(tf.constant(texts), length).numpy()},
+                quantizations=("none", "float16", "dynamic"), quantization_note=FULL_INTEGER_NOTE),
+            "classify_text": Servable(
+                classify_text, tflite=True, decode=self._labels_of,
+                encode=lambda texts: {"text": np.array(texts, dtype=object)},
+                quantizations=("none", "float16", "dynamic"),
+                quantization_note="int8 calibration runs the model in TFLite's calibrator, which cannot "
+                                  "load the tokenizer's custom ops; " + FULL_INTEGER_NOTE),
+        }

@@ -1,0 +1,135 @@
+"""Settings of the BERT entries (`bert_classifier`, `bert_mlm`), with their presets."""
+
+import dataclasses
+import json
+import os
+
+from zoo.config import ConfigError
+
+# Fields that fix the backbone's weights: a pretrained backbone (preset, --init_from) must
+# agree with the config on all of them.
+ARCHITECTURE = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+                "max_sequence_length")
+
+
+@dataclasses.dataclass
+class BertConfig:
+    """What both BERT entries share; every field can be set with `--config=KEY=VALUE`.
+
+    Attributes:
+        vocabulary_size: most WordPiece tokens learned from the training text.
+        num_layers, num_heads, hidden_dim, intermediate_dim: the transformer's sizes.
+        dropout: dropout rate in the backbone (and before the classifier's head).
+        max_sequence_length: positions the backbone has embeddings for.
+        sequence_length: tokens per example, `[CLS]` and `[SEP]` included (longer texts are cut).
+        lowercase: uncased BERT (lower-case, strip accents) tokenization.
+        text_column: CSV/TSV column or JSONL key (TFDS feature) of the text.
+        label_column: the same for the label.
+        skip_bad_rows: leave out rows with an empty text, a missing or an unknown label, and
+            report how many, instead of failing on the first.
+        validation_data: a file or folder of held-out examples; when empty, a file `--data`
+            is split 90/10 with a fixed seed.
+        preset_dir: a local keras-hub BERT preset directory (`save_to_preset`): its vocabulary,
+            and its weights to start from. Set by `--preset=PATH`.
+        eval_examples: held-out examples scored after each epoch (0: all).
+    """
+
+    vocabulary_size: int = 8000
+    num_layers: int = 4
+    num_heads: int = 4
+    hidden_dim: int = 256
+    intermediate_dim: int = 1024
+    dropout: float = 0.1
+    max_sequence_length: int = 512
+    sequence_length: int = 64
+    lowercase: bool = True
+    text_column: str = "text"
+    label_column: str = "label"
+    skip_bad_rows: bool = False
+    validation_data: str = ""
+    preset_dir: str = ""
+    eval_examples: int = 0
+
+    def __post_init__(self):
+        if self.hidden_dim % self.num_heads:
+            raise ConfigError(f"--config hidden_dim={self.hidden_dim} must be a multiple of "
+                              f"num_heads={self.num_heads}.")
+        if not 3 <= self.sequence_length <= self.max_sequence_length:
+            raise ConfigError(f"--config sequence_length={self.sequence_length}: expected 3 to "
+                              f"max_sequence_length={self.max_sequence_length}.")
+
+    @classmethod
+    def from_preset_directory(cls, path):
+        """The config of a local keras-hub BERT preset directory (`--preset=PATH`)."""
+        config_file = os.path.join(path, "config.json")
+        if not os.path.isfile(config_file):
+            raise ConfigError(f"--preset={path}: no config.json; expected a keras-hub preset directory "
+                              f"(written by `save_to_preset`) or one of tiny, small, base.")
+        with open(config_file) as f:
+            stored = json.load(f)
+        if stored.get("class_name") != "BertBackbone":
+            raise ConfigError(f"{config_file}: a {stored.get('class_name')!r} preset; expected a BertBackbone.")
+        backbone = stored["config"]
+        lowercase = True
+        tokenizer_file = os.path.join(path, "tokenizer.json")
+        if os.path.isfile(tokenizer_file):
+            with open(tokenizer_file) as f:
+                lowercase = json.load(f)["config"].get("lowercase", True)
+        fields = {k: backbone[k] for k in ARCHITECTURE}
+        return cls(**fields, dropout=backbone.get("dropout", 0.1), lowercase=lowercase,
+                   preset_dir=os.path.abspath(path),
+                   sequence_length=min(cls.sequence_length, backbone["max_sequence_length"]))
+
+
+def _presets(cls):
+    # `tiny` is for tests: no dropout, so a step on two replicas equals one on one device
+    # (dropout masks depend on how a batch is split).
+    return {
+        "tiny": lambda: cls(vocabulary_size=400, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+                            max_sequence_length=64, sequence_length=32, dropout=0.0),
+        "small": lambda: cls(),  # 4 layers, 256 hidden, 4 heads
+        "base": lambda: cls(vocabulary_size=30522, num_layers=12, num_heads=12, hidden_dim=768,
+                            intermediate_dim=3072, sequence_length=128),
+    }
+
+
+@dataclasses.dataclass
+class BertClassifierConfig(BertConfig):
+    """Classifier settings, beside `BertConfig`'s.
+
+    Attributes:
+        label_names: comma-separated labels in output order; when empty they are learned
+            from the training data (sorted, numerically when all are integers).
+        class_weights: "" (none), "balanced" (inverse class frequency in the training data),
+            or `name:weight,...` for each label.
+        init_from: a `bert_mlm` workdir whose pretrained backbone (and vocabulary) the
+            classifier starts from (`--init_from=WORKDIR`).
+    """
+
+    label_names: str = ""
+    class_weights: str = ""
+    init_from: str = ""
+
+
+@dataclasses.dataclass
+class BertMlmConfig(BertConfig):
+    """Masked-language-model settings, beside `BertConfig`'s.
+
+    Attributes:
+        mask_rate: share of the word pieces chosen for prediction (BERT: 0.15); of those,
+            80% become `[MASK]`, 10% a random token, 10% stay.
+        max_predictions: most masked positions per example (0: `mask_rate` of
+            `sequence_length`, rounded up).
+    """
+
+    mask_rate: float = 0.15
+    max_predictions: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 < self.mask_rate < 1.0:
+            raise ConfigError(f"--config mask_rate={self.mask_rate}: expected a share between 0 and 1.")
+
+
+BertClassifierConfig.PRESETS = _presets(BertClassifierConfig)
+BertMlmConfig.PRESETS = _presets(BertMlmConfig)

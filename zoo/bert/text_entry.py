@@ -1,0 +1,166 @@
+"""What the BERT entries share: reading texts, the WordPiece vocabulary, the backbone."""
+
+import os
+import shutil
+
+import keras_hub
+import tensorflow as tf
+
+from zoo import sources
+from zoo.bert.config import ARCHITECTURE
+from zoo.config import ConfigError
+from zoo.entry import ZooEntry
+from zoo.text import labelled, wordpiece
+
+VOCABULARY = "vocab.txt"
+VOCAB_TEXTS = 200_000
+TFDS_TEXT_FEATURES = ("text", "sentence")
+
+
+class BertTextEntry(ZooEntry):
+    """Base of the BERT entries. Subclasses say whether labels are required."""
+
+    requires_labels = False
+
+    def __init__(self, config, workdir):
+        super().__init__(config, workdir)
+        self._cache = {}
+        self.wordpiece = None
+        self.label_names = None  # known labels (None: any), used when reading rows
+
+    # Data.
+    def _read(self, path):
+        rows = labelled.read(path, self.config.text_column, self.config.label_column, self.config.skip_bad_rows,
+                             require_label=self.requires_labels, labels=self.label_names)
+        if rows.skipped:
+            print(f"[data] {path}: skipped {rows.skipped} bad rows (--skip_bad_rows), e.g. "
+                  + "; ".join(rows.problems[:3]), flush=True)
+        return rows.examples
+
+    def examples(self, source, split):
+        """`labelled.Example`s of a split of `source`."""
+        key = (str(source), split)
+        if key not in self._cache:
+            if source.kind == "tfds":
+                self._cache[key] = self._tfds_examples(source, split)
+            elif source.kind == "file":
+                if self.config.validation_data:
+                    path = source.name if split == "train" else self.config.validation_data
+                    if not os.path.exists(path):
+                        raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
+                    self._cache[key] = self._read(path)
+                else:
+                    self._cache[key] = sources.split_rows(self._read(source.name), split)
+            else:
+                raise sources.DataError(f"--data={source}: {self.name} reads files, folders or tfds:NAME, "
+                                        f"not {source.kind} data.")
+        return self._cache[key]
+
+    def _tfds_examples(self, source, split):
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(source.name)
+        features = builder.info.features
+        names = list(builder.info.splits) or [source.split or "train", "validation"]
+        name = source.split or "train"
+        if split != "train":
+            name = next((n for n in ("validation", "test") if n in names), None)
+            if name is None:
+                raise sources.DataError(f"--data={source}: no validation or test split in {names}.")
+        text_key = self.config.text_column
+        if text_key not in features:
+            text_key = next((k for k in TFDS_TEXT_FEATURES if k in features), None)
+        if text_key is None:
+            raise sources.DataError(f"--data={source}: no text feature {self.config.text_column!r}; set "
+                                    f"--config text_column= one of {list(features)}.")
+        label_key = self.config.label_column
+        if self.requires_labels and label_key not in features:
+            raise sources.DataError(f"--data={source}: no label feature {label_key!r}; set "
+                                    f"--config label_column= one of {list(features)}.")
+        label_names = getattr(features[label_key], "names", None) if label_key in features else None
+        collector = labelled._Collector(self.config.skip_bad_rows)
+        dataset = builder.as_dataset(split=name, shuffle_files=False)
+        for index, example in enumerate(dataset.as_numpy_iterator()):
+            label = example.get(label_key)
+            if label is not None and label_names is not None:
+                # TFDS marks unlabelled test examples (GLUE) with -1.
+                label = label_names[int(label)] if 0 <= int(label) < len(label_names) else None
+            text = example[text_key].decode("utf-8")
+            collector.add(text, None if label is None else str(label), f"{source}[{name}]#{index}",
+                          self.requires_labels, self.label_names)
+        if collector.rows.skipped:
+            print(f"[data] {source}: skipped {collector.rows.skipped} bad examples.", flush=True)
+        return collector.rows.examples
+
+    def num_examples(self, source, split):
+        return len(self.examples(source, split))
+
+    def texts(self, source, split, limit=None):
+        return [e.text for e in self.examples(source, split)[:limit]]
+
+    # Vocabulary.
+    @property
+    def vocabulary_path(self):
+        return os.path.join(self.assets_dir, VOCABULARY)
+
+    def pretrained_vocabulary(self):
+        """The vocabulary file of a pretrained source, when there is one."""
+        if self.config.preset_dir:
+            path = os.path.join(self.config.preset_dir, "assets", "tokenizer", "vocabulary.txt")
+            if not os.path.isfile(path):
+                raise ConfigError(f"--preset={self.config.preset_dir}: no {path}; expected a keras-hub BERT preset.")
+            return path
+        return None
+
+    def prepare(self, source):
+        self.prepare_vocabulary(source)
+        self.load_assets()
+
+    def prepare_vocabulary(self, source):
+        os.makedirs(self.assets_dir, exist_ok=True)
+        pretrained = self.pretrained_vocabulary()
+        if pretrained:
+            shutil.copyfile(pretrained, self.vocabulary_path)
+        else:
+            wordpiece.learn(self.texts(source, "train", VOCAB_TEXTS), self.config.vocabulary_size,
+                            self.vocabulary_path, lowercase=self.config.lowercase)
+
+    def load_assets(self):
+        self.wordpiece = wordpiece.WordPiece(self.vocabulary_path, lowercase=self.config.lowercase)
+
+    def resources(self):
+        return {"wordpiece": self.wordpiece}
+
+    def encode(self, texts):
+        """The backbone's inputs for a batch of strings."""
+        ids = self.wordpiece.encode(texts, self.config.sequence_length)
+        return self.backbone_inputs(ids)
+
+    def backbone_inputs(self, token_ids):
+        token_ids = tf.cast(token_ids, tf.int32)
+        return {"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),
+                "padding_mask": tf.cast(token_ids != self.wordpiece.pad_id, tf.int32)}
+
+    # Model.
+    def backbone(self):
+        c = self.config
+        # A learned vocabulary may come out a little smaller than asked for.
+        return keras_hub.models.BertBackbone(
+            vocabulary_size=self.wordpiece.vocabulary_size, num_layers=c.num_layers, num_heads=c.num_heads,
+            hidden_dim=c.hidden_dim, intermediate_dim=c.intermediate_dim, dropout=c.dropout,
+            max_sequence_length=c.max_sequence_length, name="backbone")
+
+    def initialize(self, model):
+        if self.config.preset_dir:
+            pretrained = keras_hub.models.BertBackbone.from_preset(self.config.preset_dir)
+            copy_backbone(pretrained, model.backbone, f"--preset={self.config.preset_dir}")
+
+
+def copy_backbone(source, target, where):
+    """Copies a backbone's weights into another of the same architecture."""
+    for key in ARCHITECTURE:
+        have, want = source.get_config().get(key), target.get_config().get(key)
+        if have != want:
+            raise ConfigError(f"{where}: its backbone has {key}={have}, this model {want}; use the same "
+                              f"--preset (or --config {key}={have}).")
+    target.set_weights(source.get_weights())
