@@ -1,12 +1,16 @@
 """Child process: converts a frozen SavedModel signature to TFLite.
 
-Usage: python -m export.convert_child SAVED_MODEL SIGNATURE OUT.tflite OP_SETS QUANTIZE [REPRESENTATIVE.npz]
+Usage: python -m export.convert_child SAVED_MODEL SIGNATURE OUT.tflite OP_SETS QUANTIZE [REPRESENTATIVE.npz
+       [FLOAT_NODES]]
 
 OP_SETS is a comma-separated list of `tf.lite.OpsSet` names, plus CUSTOM to allow custom ops.
 QUANTIZE is none, float16, dynamic (int8 weights, float activations) or int8 (full integer,
-calibrated on the rows of REPRESENTATIVE.npz, one array per input name).
+calibrated on the rows of REPRESENTATIVE.npz, one array per input name). FLOAT_NODES: regular
+expressions (joined by a tab) searched in tensor names whose ops int8 keeps in float
+(selective quantization).
 """
 
+import re
 import sys
 
 import numpy as np
@@ -18,7 +22,19 @@ except ImportError:
     pass
 
 
-def main(saved_model, signature, out, op_sets, quantize="none", representative=None):
+def _tensor_names(converter):
+    """Tensor names of the float conversion (those selective quantization names nodes by)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    optimizations, converter.optimizations = converter.optimizations, []
+    try:
+        model = converter.convert()
+    finally:
+        converter.optimizations = optimizations
+    return [t["name"] for t in Interpreter(model_content=model).get_tensor_details()]
+
+
+def main(saved_model, signature, out, op_sets, quantize="none", representative=None, float_nodes=""):
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[signature])
     op_sets = op_sets.split(",")
     converter.allow_custom_ops = "CUSTOM" in op_sets
@@ -38,6 +54,17 @@ def main(saved_model, signature, out, op_sets, quantize="none", representative=N
         if quantize == "int8_io":  # integer inputs and outputs, as Edge TPUs require
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+        patterns = [re.compile(p) for p in float_nodes.split("\t") if p]
+        if patterns:
+            nodes = [n for n in _tensor_names(converter) if any(p.search(n) for p in patterns)]
+            if not nodes:
+                raise SystemExit(f"no tensor name matches the float nodes {float_nodes!r}")
+            options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+            debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset,
+                                                                 debug_options=options)
+            with open(out, "wb") as f:
+                f.write(debugger.get_nondebug_quantized_model())
+            return
     with open(out, "wb") as f:
         f.write(converter.convert())
 

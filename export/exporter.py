@@ -169,10 +169,12 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, expected, 
     representative = None
     if quantize == "int8":
         representative = servable.encode(entry.training_inputs(source, REPRESENTATIVE_EXAMPLES))
-    op_sets = tflite.convert(servable.fn, name, tmp, quantize, representative, int8_io)
+    op_sets = tflite.convert(servable.fn, name, tmp, quantize, representative, int8_io, servable.int8_float_nodes)
     artifact = {"format": "tflite", "path": path, "signature": name, "quantization": quantize,
                 "op_sets": op_sets, "builtin_ops_only": set(op_sets) <= {tflite.BUILTINS, tflite.INT8},
-                "full_integer": op_sets == [tflite.INT8] if quantize == "int8" else None,
+                "full_integer": (op_sets == [tflite.INT8] and not servable.int8_float_nodes
+                                 if quantize == "int8" else None),
+                "float_nodes": list(servable.int8_float_nodes) if quantize == "int8" else None,
                 "parity": {"verified": False}}
     if checks.verify:
         artifact["parity"], artifact["latency_ms_batch1"] = _check_tflite(

@@ -50,13 +50,15 @@ INT8 = "TFLITE_BUILTINS_INT8"
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
-def convert(fn, signature_name, path, quantize="none", representative=None, int8_io=False):
+def convert(fn, signature_name, path, quantize="none", representative=None, int8_io=False, float_nodes=()):
     """Converts `fn` to a `.tflite` file at `path` with a signature named `signature_name`.
 
     Builtin ops first; custom ops (tensorflow-text's) only when a model needs them. For
     `quantize="int8"`, full-integer ops (`TFLITE_BUILTINS_INT8`) are tried first, calibrated
     on `representative` (dict of input name to rows); where some op has no integer kernel,
-    the float builtins are allowed beside them.
+    the float builtins are allowed beside them. `float_nodes`: regular expressions matching
+    tensor names whose ops the int8 model keeps in float (selective quantization with TF's
+    `QuantizationDebugger`), for tensors whose range int8 cannot hold.
 
     Returns:
         The op sets the model was converted with.
@@ -69,7 +71,7 @@ def convert(fn, signature_name, path, quantize="none", representative=None, int8
         args = [quantize if not (quantize == "int8" and int8_io) else "int8_io"]
         if quantize == "int8":
             np.savez(os.path.join(tmp, "representative.npz"), **representative)
-            args.append(os.path.join(tmp, "representative.npz"))
+            args += [os.path.join(tmp, "representative.npz"), "\t".join(float_nodes)]
         attempts = [(INT8,), (INT8, BUILTINS)] if quantize == "int8" else [(BUILTINS,)]
         attempts += [ops + (CUSTOM,) for ops in attempts]
         for op_sets in attempts:

@@ -46,6 +46,9 @@ class Servable:
         quantizations: the TFLite variants this function can have (`--quantize` values);
             others are skipped, and the manifest says why (`quantization_note`).
         quantization_note: why some variants are not offered.
+        int8_float_nodes: regular expressions of tensor names whose ops the int8 variant keeps in
+            float, for tensors whose range int8 cannot hold (e.g. attention scores masked
+            with -1e9); the rest is int8.
     """
 
     fn: Callable
@@ -55,6 +58,7 @@ class Servable:
     decode: Callable = None
     quantizations: tuple = ("none", "float16", "dynamic", "int8")
     quantization_note: str = ""
+    int8_float_nodes: tuple = ()
 
 
 class ZooEntry:

@@ -17,12 +17,11 @@ from zoo.config import ConfigError
 from zoo.entry import Servable
 
 LABELS = "labels.txt"
-# Measured (WORKSPACE_NOTES.md): a full-integer int8 classifier lost 62 accuracy points against
-# Keras where dynamic-range int8 lost none.
-FULL_INTEGER_NOTE = ("full-integer int8 loses most of the accuracy: keras-hub's attention adds -1e9 to "
-                     "masked scores, which takes the whole int8 range of that tensor; use dynamic "
-                     "(int8 weights)")
 CLASS_WEIGHTS = "class_weights.json"
+# keras-hub's attention replaces masked scores with -1e9 (`where(mask, scores, -1e9)` after
+# scaling): int8 cannot hold that range beside the real scores (a full-integer classifier lost 62
+# accuracy points, WORKSPACE_NOTES.md), so the int8 model keeps these ops in float.
+ATTENTION_FLOAT_NODES = (r"self_attention_layer(_\d+)?/(Mul|SelectV2|Softmax)$",)
 
 
 def _sorted_labels(labels):
@@ -236,11 +235,11 @@ class BertClassifier(BertTextEntry):
             "classify_ids": Servable(
                 classify_ids, tflite=True, tpu=True, decode=self._labels_of,
                 encode=lambda texts: {"token_ids": self.wordpiece.encode(tf.constant(texts), length).numpy()},
-                quantizations=("none", "float16", "dynamic"), quantization_note=FULL_INTEGER_NOTE),
+                int8_float_nodes=ATTENTION_FLOAT_NODES),
             "classify_text": Servable(
                 classify_text, tflite=True, decode=self._labels_of,
                 encode=lambda texts: {"text": np.array(texts, dtype=object)},
                 quantizations=("none", "float16", "dynamic"),
                 quantization_note="int8 calibration runs the model in TFLite's calibrator, which cannot "
-                                  "load the tokenizer's custom ops; " + FULL_INTEGER_NOTE),
+                                  "load the tokenizer's custom ops; use classify_ids for int8"),
         }
