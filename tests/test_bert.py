@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
+from tests.helpers import zoo_cli
 from trainers import Trainer, TrainerConfig
 from zoo import commands, sources
 from zoo.bert.classifier import BertClassifier
@@ -218,3 +219,18 @@ def test_mlm_pretraining_then_classifier_init_from(tmp_path):
     with pytest.raises(ConfigError, match=r"--init_from=.*pretrained with num_layers=2, the classifier has 4"):
         commands.train("bert_classifier", str(tmp_path / "clf2"), data=data, preset="small", steps=1,
                        overrides=[f"init_from={mlm_dir}"])
+
+
+@pytest.mark.slow
+def test_cli_bad_rows_train_predict(tmp_path):
+    rows = reviews(300)
+    data = write_csv(tmp_path / "d.csv", rows[:150] + [("", "pos")] + rows[150:] + [("lost label", "")])
+    workdir = str(tmp_path / "w")
+    args = ["train", "--model=bert_classifier", f"--workdir={workdir}", f"--data={data}", "--preset=tiny",
+            "--steps=30", "--batch_size=16"]
+    failed = zoo_cli(*args, check=False)
+    assert failed.returncode == 2 and f"{data}:152: empty text" in failed.stderr
+    out = zoo_cli(*args, "--skip_bad_rows").stdout
+    assert f"{data}: skipped 2 bad rows" in out
+    predictions = zoo_cli("predict", f"--workdir={workdir}", "the film was superb").stdout.strip().split("\t")
+    assert predictions[0] == "the film was superb" and predictions[1] in WORDS and 0 < float(predictions[2]) <= 1

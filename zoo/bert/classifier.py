@@ -94,6 +94,8 @@ class BertClassifier(BertTextEntry):
             self.label_names = _sorted_labels(e.label for e in train)
         if len(self.label_names) < 2:
             raise ConfigError(f"--data={source}: found the labels {self.label_names}; a classifier needs two or more.")
+        # Bad held-out rows fail now, not after the first epoch of training.
+        self.examples(source, "validation")
         with open(os.path.join(self.assets_dir, LABELS), "w") as f:
             f.write("".join(name + "\n" for name in self.label_names))
         weights = self._class_weights([e.label for e in train])
