@@ -1,16 +1,19 @@
 """Exported artifacts of one trained model: sizes, batch-1 latencies, quantized metric, memory.
 
-    python benchmarks/export_artifacts.py [--steps=800]
+    python benchmarks/export_artifacts.py [--model=translator|bert_classifier] [--steps=N]
 
-Trains the translator (preset small, `builtin:dates`), then:
-1. `zoo export --formats=saved_model,keras,tflite --quantize=none,float16,dynamic` under
-   `/usr/bin/time -v` (peak RSS of the whole process tree; conversions run in child processes);
+Trains the model (translator: preset small on `builtin:dates`; bert_classifier: preset small
+on `../shared/data/classification/sst2_train.tsv`, SST-2 dev as the held-out split), then:
+1. `zoo export --formats=saved_model,keras,tflite --quantize=...` (every variant the model
+   has) under `/usr/bin/time -v` (peak RSS of the whole process tree; conversions run in
+   child processes);
 2. the memory references under `/usr/bin/time -v`: one float32 TFLite conversion alone
-   (`python -m export.convert_child` on the frozen beam-search function), and
+   (`python -m export.convert_child` on one frozen function), and
    `zoo export --formats=tflite --quantize=none` (the same command, float32 TFLite only);
 and prints, from the manifest, each artifact's size against float32, its batch-1 median
 latency beside the SavedModel's and the Keras model's (measured in the same export), and the
-task metric (chrF on 100 held-out dates) of each quantized artifact against Keras.
+task metric (translator: chrF on 100 held-out dates; classifier: accuracy on all 872 SST-2
+dev sentences) of each artifact against Keras.
 """
 
 import json
@@ -25,8 +28,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("steps", 800, "Training steps of the translator before exporting.")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SST2 = os.path.join(ROOT, "..", "shared", "data", "classification")
+MODELS = {
+    "translator": {"train": ["--preset=small", "--config=eval_examples=200"], "steps": 800,
+                   "quantize": "none,float16,dynamic", "checks": 100, "reference": "beam_search_tokens"},
+    "bert_classifier": {"train": ["--preset=small", f"--data={SST2}/sst2_train.tsv", "--batch_size=32",
+                                  f"--config=validation_data={SST2}/sst2_dev.tsv", "--config=optimizer=adamw",
+                                  "--config=learning_rate=5e-4", "--config=warmup_steps=100"],
+                        "steps": 600, "quantize": "none,float16,dynamic,int8", "checks": 872,
+                        "reference": "classify_ids"},
+}
+flags.DEFINE_enum("model", "translator", list(MODELS), "The model to train and export.")
+flags.DEFINE_integer("steps", None, "Training steps before exporting (default: per model).")
 
 
 def timed(cmd):
@@ -41,13 +55,18 @@ def timed(cmd):
 
 def main(argv):
     del argv
+    spec = MODELS[FLAGS.model]
+    steps = FLAGS.steps or spec["steps"]
+    if FLAGS.model == "bert_classifier" and not os.path.exists(os.path.join(SST2, "sst2_train.tsv")):
+        print(f"skipped: {SST2}/sst2_train.tsv not found (the shared data folder is absent)")
+        return
     workdir = tempfile.mkdtemp(prefix="bench-export-")
     zoo = [sys.executable, "-m", "zoo.cli"]
-    subprocess.run(zoo + ["train", "--model=translator", f"--workdir={workdir}", "--preset=small",
-                          f"--steps={FLAGS.steps}", "--config=eval_examples=200"],
+    subprocess.run(zoo + ["train", f"--model={FLAGS.model}", f"--workdir={workdir}", f"--steps={steps}",
+                          *spec["train"]],
                    check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True)
     out, export_mib = timed(zoo + ["export", f"--workdir={workdir}", "--formats=saved_model,keras,tflite",
-                                   "--quantize=none,float16,dynamic"])
+                                   f"--quantize={spec['quantize']}", f"--num_checks={spec['checks']}"])
     manifest = json.loads(out.strip().splitlines()[-1])
 
     # The memory reference: one float32 conversion of the same function, alone.
@@ -55,9 +74,10 @@ def main(argv):
     from zoo import commands
 
     entry, trainer, _ = commands.restore(workdir)
-    frozen = os.path.join(workdir, "frozen-beam")
-    tflite.freeze(entry.serving_functions(trainer.model)["beam_search_tokens"].fn, "beam_search_tokens", frozen)
-    _, single_mib = timed([sys.executable, "-m", "export.convert_child", frozen, "beam_search_tokens",
+    frozen = os.path.join(workdir, "frozen-reference")
+    name = spec["reference"]
+    tflite.freeze(entry.serving_functions(trainer.model)[name].fn, name, frozen)
+    _, single_mib = timed([sys.executable, "-m", "export.convert_child", frozen, name,
                            os.path.join(workdir, "single.tflite"), tflite.BUILTINS, "none"])
 
     # And the float32 TFLite export alone through the same command (parent process included).
@@ -65,17 +85,19 @@ def main(argv):
 
     arts = manifest["artifacts"]
     sm = next(a for a in arts if a["format"] == "saved_model")
-    print(f"\n== Translator (small, {FLAGS.steps} steps on builtin:dates); validation: "
-          f"{json.dumps(manifest.get('training_metrics'))}")
+    metric = next(a["parity"]["metric"] for a in arts if a["format"] == "tflite")
+    print(f"\n== {FLAGS.model} (small, {steps} steps); validation: {json.dumps(manifest.get('training_metrics'))}")
     print(f"Keras serving_default batch-1 median latency: {manifest['keras_latency_ms_batch1']:.2f} ms; "
           f"SavedModel (fresh process, strings in/out): {sm['latency_ms_batch1']:.2f} ms, {sm['size_bytes']:,} bytes")
     print(f"{'TFLite artifact':46s} {'bytes':>11s} {'x fp32':>7s} {'ms b=1':>7s} "
-          f"{'chrF keras':>10s} {'chrF tflite':>11s} {'mismatch':>8s}")
+          f"{metric + ' keras':>14s} {metric + ' tflite':>15s} {'mismatch':>8s}")
     for a in (a for a in arts if a["format"] == "tflite"):
         fp32 = next(b for b in arts if b.get("signature") == a["signature"] and b["quantization"] == "none")
         p = a["parity"]
         print(f"{os.path.basename(a['path']):46s} {a['size_bytes']:11,d} {a['size_bytes'] / fp32['size_bytes']:7.2f} "
-              f"{a['latency_ms_batch1']:7.2f} {p['keras']:10.2f} {p['tflite']:11.2f} {p['mismatches']:5d}/{p['checked']}")
+              f"{a['latency_ms_batch1']:7.2f} {p['keras']:14.2f} {p['tflite']:15.2f} {p['mismatches']:5d}/{p['checked']}")
+    for skipped in manifest.get("skipped", []):
+        print(f"skipped {skipped['signature']} {skipped['quantization']}: {skipped['reason']}")
     print(f"\n== Memory (peak RSS, /usr/bin/time -v): every format and quantization {export_mib:.0f} MiB")
     print(f"  vs one float32 conversion alone (converter process) {single_mib:.0f} MiB: ratio {export_mib / single_mib:.2f}")
     print(f"  vs `zoo export --formats=tflite --quantize=none` {float_only_mib:.0f} MiB: "

@@ -86,13 +86,12 @@ def test_labels_integer_order_and_class_weights(tmp_path):
     config.class_weights = "1:2.0,7:1"
     with pytest.raises(ConfigError, match=r"unknown labels \['7'\]"):
         BertClassifier(config, str(tmp_path / "w2")).prepare(sources.parse(str(tmp_path / "d.csv")))
-    # A validation label the training data never had is a bad row, named.
+    # A validation label the training data never had is a bad row, named before training starts.
     config = BertClassifier.preset("tiny")
     config.validation_data = write_csv(tmp_path / "val2.csv", [("odd one", "3")])
     entry = BertClassifier(config, str(tmp_path / "w3"))
-    entry.prepare(sources.parse(str(tmp_path / "d.csv")))
     with pytest.raises(DataError, match=r"val2.csv:2: unknown label '3'"):
-        entry.examples(sources.parse(str(tmp_path / "d.csv")), "validation")
+        entry.prepare(sources.parse(str(tmp_path / "d.csv")))
 
 
 def test_tfds_sst2_and_imdb_with_mock_data(tmp_path):

@@ -135,13 +135,12 @@ class BertClassifier(BertTextEntry):
     def dataset(self, source, split, batch_size, training, seed=0):
         examples = self.examples(source, split)
         index = {name: i for i, name in enumerate(self.label_names)}
-        ds = tf.data.Dataset.from_tensor_slices(([e.text for e in examples],
-                                                 np.array([index[e.label] for e in examples], np.int32)))
-        ds = ds.cache()
+        labels = np.array([index[e.label] for e in examples], np.int32)
+        ds = tf.data.Dataset.from_tensor_slices((self.token_ids(source, split), labels))
         if training:
             ds = ds.shuffle(len(examples), seed=seed).repeat()
         ds = ds.batch(batch_size, drop_remainder=training)
-        return ds.map(lambda texts, labels: {**self.encode(texts), "labels": labels},
+        return ds.map(lambda ids, labels: {**self.backbone_inputs(ids), "labels": labels},
                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     # Model.

@@ -74,18 +74,16 @@ class BertMaskedLanguageModel(BertTextEntry):
                 "mask_weights": weights}
 
     def dataset(self, source, split, batch_size, training, seed=0):
-        texts = self.texts(source, split)
-        ds = tf.data.Dataset.from_tensor_slices(texts).cache()
+        ids = self.token_ids(source, split)
+        ds = tf.data.Dataset.from_tensor_slices(ids)
         if training:
-            ds = ds.shuffle(len(texts), seed=seed).repeat()
+            ds = ds.shuffle(len(ids), seed=seed).repeat()
         ds = ds.batch(batch_size, drop_remainder=training).enumerate()
-        length = self.config.sequence_length
 
-        def encode(index, batch):
-            pair = tf.stack([tf.cast(seed, tf.int64), index])
-            return self.mask(self.wordpiece.encode(batch, length), pair)
+        def mask(index, batch):
+            return self.mask(batch, tf.stack([tf.cast(seed, tf.int64), index]))
 
-        return ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return ds.map(mask, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     # Model.
     def build_model(self):

@@ -4,6 +4,7 @@ import os
 import shutil
 
 import keras_hub
+import numpy as np
 import tensorflow as tf
 
 from zoo import sources
@@ -97,6 +98,19 @@ class BertTextEntry(ZooEntry):
 
     def texts(self, source, split, limit=None):
         return [e.text for e in self.examples(source, split)[:limit]]
+
+    def token_ids(self, source, split, chunk=4096):
+        """Ids [examples, sequence_length] of a split, tokenized once: the training input
+        pipeline then only shuffles and batches numbers (tokenizing at every step would take
+        CPU from the step itself)."""
+        key = ("ids", str(source), split)
+        if key not in self._cache:
+            texts = self.texts(source, split)
+            length = self.config.sequence_length
+            self._cache[key] = np.concatenate(
+                [self.wordpiece.encode(tf.constant(texts[i:i + chunk]), length).numpy()
+                 for i in range(0, len(texts), chunk)] or [np.zeros([0, length], np.int32)])
+        return self._cache[key]
 
     # Vocabulary.
     @property
