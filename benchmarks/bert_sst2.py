@@ -36,6 +36,7 @@ flags.DEFINE_string("data_dir", DATA, "Folder with sst2_train.tsv and sst2_dev.t
 flags.DEFINE_float("minutes", 4.0, "Training wall time of each classifier.")
 flags.DEFINE_float("mlm_minutes", 4.0, "Pretraining wall time of each masked LM.")
 flags.DEFINE_integer("throughput_steps", 60, "Timed steps of each trainer after warm-up (a multiple of 10).")
+flags.DEFINE_integer("throughput_rounds", 3, "Interleaved rounds of the throughput comparison (medians).")
 flags.DEFINE_list("peer_learning_rates", ["5e-5", "5e-4"],
                   "keras-hub peer learning rates tried (5e-5: its recipe, a fine-tuning rate; 5e-4: the zoo's, "
                   "better from scratch); the best dev accuracy is the peer's figure.")
@@ -139,33 +140,53 @@ def mlm(train, dev, root):
             "peer_mlm_accuracy": stats.get("mlm_accuracy"), "peer_dev_accuracy": peer["dev_accuracy"]}
 
 
+def _fresh_copy(workdir, target):
+    """A workdir with the same config and vocabulary but no training yet (skips re-learning)."""
+    shutil.copytree(workdir, target, ignore=shutil.ignore_patterns("checkpoints", "logs", "metrics.jsonl", "*.png"))
+    return target
+
+
 def throughput(train, dev, root):
+    """Interleaved rounds (zoo, keras-hub fit, HF PyTorch), medians: a 2-core machine is noisy."""
+    import numpy as np
+
     import bert_peers
 
     steps = FLAGS.throughput_steps
-    workdir = os.path.join(root, "zoo-speed")
-    # 20 warm-up steps (trace, XLA compile), then `steps` timed ones, logged every 10.
-    _zoo_classifier(workdir, train, dev, 10**6, steps=20 + steps, extra=["log_every=10"])
-    zoo = _steady_examples_per_sec(workdir)
-    vocabulary = _vocabulary(workdir)
-    xla_dir = os.path.join(root, "zoo-speed-xla")
-    _zoo_classifier(xla_dir, train, dev, 10**6, steps=20 + steps, extra=["log_every=10", "jit_compile=true"])
-    zoo_xla = _steady_examples_per_sec(xla_dir)
+    first = os.path.join(root, "zoo-speed-0")
     train_texts, train_labels = _read(train)
     dev_texts, dev_labels = _read(dev)
     n = 32 * (steps + 40)
-    keras_peer = bert_peers.keras_hub_fit(train_texts[:n], train_labels[:n], dev_texts[:64], dev_labels[:64],
-                                          vocabulary, epochs=1, steps_for_speed=steps, speed_warmup_steps=20)
-    result = {"zoo_examples_per_sec": zoo, "zoo_xla_examples_per_sec": zoo_xla,
-              "keras_hub_fit_examples_per_sec": keras_peer["examples_per_sec"],
-              "ratio_vs_keras_hub": zoo / keras_peer["examples_per_sec"]}
-    try:
-        hf = bert_peers.hf_pytorch(train_texts[:n], train_labels[:n], dev_texts[:64], dev_labels[:64], vocabulary,
-                                   epochs=1, steps_for_speed=steps, speed_warmup_steps=20)
-        result.update({"hf_pytorch_examples_per_sec": hf["examples_per_sec"],
-                       "ratio_vs_hf_pytorch": zoo / hf["examples_per_sec"], "hf_versions": hf.get("versions")})
-    except ImportError as e:
-        result["hf_pytorch"] = f"skipped ({e}); pip install -r benchmarks/requirements-peers.txt"
+    runs = {"zoo": [], "zoo_xla": [], "keras_hub_fit": [], "hf_pytorch": []}
+    for round_ in range(FLAGS.throughput_rounds):
+        # 20 warm-up steps (trace, XLA compile), then `steps` timed ones, logged every 10.
+        workdir = first if round_ == 0 else _fresh_copy(first, os.path.join(root, f"zoo-speed-{round_}"))
+        _zoo_classifier(workdir, train, dev, 10**6, steps=20 + steps, extra=["log_every=10"])
+        runs["zoo"].append(_steady_examples_per_sec(workdir))
+        vocabulary = _vocabulary(first)
+        if round_ == 0:  # XLA once, for the record (slower on this CPU)
+            xla = _fresh_copy(first, os.path.join(root, "zoo-speed-xla"))
+            _zoo_classifier(xla, train, dev, 10**6, steps=20 + steps, extra=["log_every=10", "jit_compile=true"])
+            runs["zoo_xla"].append(_steady_examples_per_sec(xla))
+        runs["keras_hub_fit"].append(bert_peers.keras_hub_fit(
+            train_texts[:n], train_labels[:n], dev_texts[:64], dev_labels[:64], vocabulary, epochs=1,
+            steps_for_speed=steps, speed_warmup_steps=20)["examples_per_sec"])
+        try:
+            hf = bert_peers.hf_pytorch(train_texts[:n], train_labels[:n], dev_texts[:64], dev_labels[:64],
+                                       vocabulary, epochs=1, steps_for_speed=steps, speed_warmup_steps=20)
+            runs["hf_pytorch"].append(hf["examples_per_sec"])
+            versions = hf.get("versions")
+        except ImportError as e:
+            versions = f"skipped ({e}); pip install -r benchmarks/requirements-peers.txt"
+        print(f"[bert_sst2] throughput round {round_}: " + json.dumps({k: v[-1] for k, v in runs.items() if v}),
+              flush=True)
+    medians = {k: float(np.median(v)) for k, v in runs.items() if v}
+    result = {f"{k}_examples_per_sec_median": v for k, v in medians.items()}
+    result["runs"] = runs
+    result["ratio_vs_keras_hub"] = medians["zoo"] / medians["keras_hub_fit"]
+    if "hf_pytorch" in medians:
+        result["ratio_vs_hf_pytorch"] = medians["zoo"] / medians["hf_pytorch"]
+    result["hf_versions"] = versions
     return result
 
 

@@ -335,9 +335,11 @@ class Trainer:
                     progress.update(step, [("loss", result["loss"])])
                 if step % c.log_every == 0 or step == total:
                     step_time = window_seconds / window_steps
+                    # With --config max_seconds, training ends at the deadline if that comes first.
+                    eta = min((total - step) * step_time, max(0.0, deadline - time.perf_counter()))
                     # Time inside the training function only: not logging, checkpoints or evaluation.
                     row = {**result, "examples_per_sec": c.batch_size / step_time, "step_time": step_time,
-                           "learning_rate": self._learning_rate(), "eta_s": round((total - step) * step_time, 1)}
+                           "learning_rate": self._learning_rate(), "eta_s": round(eta, 1)}
                     self._log_row("train", row, writer)
                     window_seconds, window_steps = 0.0, 0
                 if preempted:
