@@ -2,6 +2,8 @@
 
 from zoo import registry
 from zoo.translator import entry as _translator  # noqa: F401  (registers "translator")
+from zoo.vae import entry as _vae  # noqa: F401  (registers "vae")
+from zoo.gan import entry as _gan  # noqa: F401  (registers "gan")
 from zoo.bert import classifier as _bert_classifier  # noqa: F401  (registers "bert_classifier")
 from zoo.bert import mlm as _bert_mlm  # noqa: F401  (registers "bert_mlm")
 

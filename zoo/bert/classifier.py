@@ -38,7 +38,8 @@ class BertClassifier(BertTextEntry):
 
     Data: CSV/TSV (header row) or JSONL with `text`/`label` columns (`--config text_column=`,
     `label_column=`), a folder holding one folder of text files per class, or
-    `tfds:glue/sst2`, `tfds:imdb_reviews`. Labels are names or integers. The WordPiece
+    `tfds:glue/sst2`, `tfds:imdb_reviews`, or `builtin:reviews` (generated, the default).
+    Labels are names or integers. The WordPiece
     vocabulary is learned from the training text, or taken from `--preset=PATH` (a local
     keras-hub preset) or `--init_from=WORKDIR` (a `bert_mlm` workdir).
 
@@ -55,7 +56,7 @@ class BertClassifier(BertTextEntry):
 
     description = "BERT text classifier (keras-hub backbone); strings in, labels and probabilities out."
     config_class = BertClassifierConfig
-    default_data = None  # users bring labelled text (README: any CSV/TSV/JSONL/folder/TFDS)
+    default_data = "builtin:reviews"  # generated; users bring their own (CSV/TSV/JSONL/folder/TFDS)
     requires_labels = True
     task_metric = "accuracy"  # in percentage points
 

@@ -30,7 +30,8 @@ class BertMaskedLanguageModel(BertTextEntry):
     pipeline from stateless seeds (the run's seed and the batch's index), so they are the same
     on every replica and a resumed run draws exactly the masks of an uninterrupted one.
 
-    Data: `.txt` files (one text a line), or CSV/TSV/JSONL/TFDS texts as for `bert_classifier`.
+    Data: `.txt` files (one text a line), or CSV/TSV/JSONL/TFDS texts as for `bert_classifier`
+    (`builtin:reviews` by default).
 
     Example:
         >>> import tempfile, os
@@ -45,7 +46,7 @@ class BertMaskedLanguageModel(BertTextEntry):
 
     description = "BERT masked-language-model pretraining on unlabelled text (for bert_classifier --init_from)."
     config_class = BertMlmConfig
-    default_data = None
+    default_data = "builtin:reviews"
 
     @property
     def max_predictions(self):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from zoo import sources
 from zoo.bert.config import ARCHITECTURE
 from zoo.config import ConfigError
+from zoo.datasets import reviews
 from zoo.entry import ZooEntry
 from zoo.text import labelled, wordpiece
 
@@ -52,9 +53,12 @@ class BertTextEntry(ZooEntry):
                     self._cache[key] = self._read(path)
                 else:
                     self._cache[key] = sources.split_rows(self._read(source.name), split)
+            elif source.kind == "builtin" and source.name == "reviews":
+                self._cache[key] = [labelled.Example(text, label, f"builtin:reviews[{split}]#{i}")
+                                    for i, (text, label) in enumerate(reviews.split(split))]
             else:
-                raise sources.DataError(f"--data={source}: {self.name} reads files, folders or tfds:NAME, "
-                                        f"not {source.kind} data.")
+                raise sources.DataError(f"--data={source}: {self.name} reads files, folders, tfds:NAME or "
+                                        f"builtin:reviews.")
         return self._cache[key]
 
     def _tfds_examples(self, source, split):

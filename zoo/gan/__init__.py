@@ -1,0 +1,1 @@
+"""The `gan` zoo entry: DCGAN, or WGAN-GP as an option."""

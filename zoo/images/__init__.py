@@ -1,0 +1,1 @@
+"""Shared code of the generative image models: data sources, image grids, the Fréchet distance."""

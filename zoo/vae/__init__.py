@@ -1,0 +1,1 @@
+"""The `vae` zoo entry: a convolutional variational autoencoder."""

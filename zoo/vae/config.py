@@ -1,0 +1,69 @@
+"""Settings of the VAE entry, with its presets."""
+
+import dataclasses
+from typing import Tuple
+
+from zoo.config import ConfigError
+from zoo.images.config import ImageDataConfig
+
+
+def int_tuple(values, key):
+    """A tuple of positive ints from a config value (`32,64` on the command line gives strings)."""
+    try:
+        result = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"--config {key}={values}: expected comma-separated integers, e.g. 32,64.") from None
+    if not result or min(result) < 1:
+        raise ConfigError(f"--config {key}={values}: expected at least one positive integer.")
+    return result
+
+
+@dataclasses.dataclass
+class VaeConfig(ImageDataConfig):
+    """VAE settings (and the image data ones, `zoo/images/config.py`); each is a `--config` key.
+
+    Attributes:
+        latent_dim: size of the latent space.
+        filters: channels of the encoder's stride-2 convolutions (the decoder mirrors them).
+        dense_units: a dense layer after the convolutions (0: none).
+        kernel_size: convolution kernel size.
+        likelihood: "bernoulli" (pixel intensities in [0, 1] as Bernoulli means) or "gaussian"
+            (learned per-channel scale).
+        beta: weight of the KL term in the training loss (beta-VAE; 1 is the plain ELBO).
+        kl_warmup_steps: the KL weight rises linearly from beta/kl_warmup_steps at the first step
+            to beta at this step (0: beta from the start). Validation always reports the true
+            negative ELBO (weight 1).
+    """
+
+    latent_dim: int = 16
+    filters: Tuple[int, ...] = (32, 64)
+    dense_units: int = 0
+    kernel_size: int = 3
+    likelihood: str = "bernoulli"
+    beta: float = 1.0
+    kl_warmup_steps: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.filters = int_tuple(self.filters, "filters")
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise ConfigError(f"--config likelihood={self.likelihood}: expected 'bernoulli' or 'gaussian'.")
+        if self.beta < 0 or self.kl_warmup_steps < 0:
+            raise ConfigError("--config beta and kl_warmup_steps: expected values >= 0.")
+
+
+def _tiny():
+    return VaeConfig(latent_dim=4, filters=(4, 8), eval_examples=64, frechet_examples=64,
+                     frechet_train_steps=20, grid_size=4)
+
+
+def _small():
+    return VaeConfig()
+
+
+def _base():
+    return VaeConfig(latent_dim=32, filters=(32, 64, 128), dense_units=256, kl_warmup_steps=2000)
+
+
+VaeConfig.PRESETS = {"tiny": _tiny, "small": _small, "base": _base}

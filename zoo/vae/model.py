@@ -1,0 +1,140 @@
+"""A convolutional variational autoencoder with Bernoulli or Gaussian pixel likelihoods."""
+
+import math
+
+import keras
+from keras import ops
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def upsampling_start(size, steps):
+    """Side of the first decoder feature map: `steps` doublings reach at least `size`."""
+    return -(-size // 2 ** steps)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class VariationalAutoencoder(keras.Model):
+    """Encoder to a diagonal Gaussian posterior, reparameterized sampling, conv decoder.
+
+    The encoder is `len(filters)` stride-2 convolutions (ReLU), an optional dense layer, and
+    a dense layer giving the posterior mean and log-variance. The decoder mirrors it with
+    transposed convolutions and crops to the image size (28 is not a power of two). The
+    decoder's output is pixel logits: the Bernoulli likelihood uses them directly, the
+    Gaussian one takes `sigmoid(logits)` as its mean with a learned per-channel scale.
+
+    Args:
+        image_shape: `(height, width, channels)`.
+        latent_dim: size of the latent space.
+        filters: channels of the encoder's convolutions (the decoder's, reversed).
+        dense_units: units of a dense layer after the convolutions (0: none).
+        kernel_size: convolution kernel size.
+        likelihood: "bernoulli" or "gaussian".
+
+    Example:
+        >>> import numpy as np
+        >>> vae = VariationalAutoencoder((28, 28, 1), latent_dim=2, filters=(4, 8))
+        >>> x = np.zeros((3, 28, 28, 1), "float32")
+        >>> tuple(vae(x).shape), [tuple(t.shape) for t in vae.neg_elbo_terms(x, np.zeros((3, 2), "float32"))]
+        ((3, 28, 28, 1), [(3,), (3,)])
+    """
+
+    def __init__(self, image_shape, latent_dim=16, filters=(32, 64), dense_units=0, kernel_size=3,
+                 likelihood="bernoulli", **kwargs):
+        super().__init__(**kwargs)
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.latent_dim = int(latent_dim)
+        self.filters = tuple(int(f) for f in filters)
+        self.dense_units = int(dense_units)
+        self.kernel_size = int(kernel_size)
+        self.likelihood = likelihood
+        height, width, channels = self.image_shape
+        conv = dict(kernel_size=self.kernel_size, strides=2, padding="same", activation="relu")
+
+        encoder = [keras.Input(self.image_shape)]
+        encoder += [keras.layers.Conv2D(f, name=f"conv_{i}", **conv) for i, f in enumerate(self.filters)]
+        encoder.append(keras.layers.Flatten())
+        if self.dense_units:
+            encoder.append(keras.layers.Dense(self.dense_units, activation="relu", name="dense"))
+        encoder.append(keras.layers.Dense(2 * self.latent_dim, name="posterior"))
+        self.encoder = keras.Sequential(encoder, name="encoder")
+
+        steps = len(self.filters)
+        h0, w0 = upsampling_start(height, steps), upsampling_start(width, steps)
+        decoder = [keras.Input((self.latent_dim,)),
+                   keras.layers.Dense(h0 * w0 * self.filters[-1], activation="relu", name="project"),
+                   keras.layers.Reshape((h0, w0, self.filters[-1]))]
+        decoder += [keras.layers.Conv2DTranspose(f, name=f"deconv_{i}", **conv)
+                    for i, f in enumerate(reversed(self.filters))]
+        decoder.append(
+            keras.layers.Conv2DTranspose(channels, self.kernel_size, padding="same", name="logits"))
+        crop_h, crop_w = h0 * 2 ** steps - height, w0 * 2 ** steps - width
+        if crop_h or crop_w:
+            decoder.append(keras.layers.Cropping2D(((crop_h // 2, crop_h - crop_h // 2),
+                                                    (crop_w // 2, crop_w - crop_w // 2))))
+        self.decoder = keras.Sequential(decoder, name="decoder")
+        # Used only when no noise is passed in; training takes its noise from the data so
+        # that every replica split sees the same numbers (see zoo/images/entry.py).
+        self.seed_generator = keras.random.SeedGenerator(0, name="sampling_seed")
+        self.log_scale = None
+        if likelihood == "gaussian":
+            self.log_scale = self.add_weight(shape=(channels,), initializer="zeros", name="log_scale")
+        self.built = True
+
+    def build(self, input_shape=None):
+        # Every weight is created in __init__.
+        self.built = True
+
+    def encode(self, images, training=False):
+        """Posterior mean and log-variance `[N, latent_dim]` of images in [0, 1]."""
+        moments = ops.cast(self.encoder(images, training=training), "float32")
+        return moments[:, :self.latent_dim], moments[:, self.latent_dim:]
+
+    def sample_posterior(self, mean, log_variance, noise=None):
+        """`mean + exp(log_variance / 2) * noise`; noise from the model's seeded generator if None."""
+        if noise is None:
+            noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        return mean + ops.exp(0.5 * log_variance) * ops.cast(noise, mean.dtype)
+
+    def decode_logits(self, z, training=False):
+        return ops.cast(self.decoder(z, training=training), "float32")
+
+    def decode(self, z, training=False):
+        """Images in [0, 1]: the likelihood's mean."""
+        return ops.sigmoid(self.decode_logits(z, training))
+
+    def call(self, images, training=False):
+        """Reconstructions in [0, 1] through the posterior mean (deterministic)."""
+        return self.decode(self.encode(images, training)[0], training)
+
+    def reconstruction_nll(self, images, logits):
+        """-log p(x | z) of each image, in nats, summed over pixels."""
+        x = ops.cast(images, "float32")
+        if self.likelihood == "bernoulli":
+            # Cross-entropy with logits: softplus(l) - x * l, exact for x in [0, 1].
+            nll = ops.softplus(logits) - x * logits
+        else:
+            log_scale = ops.cast(self.log_scale, "float32")
+            z = (x - ops.sigmoid(logits)) * ops.exp(-log_scale)
+            nll = 0.5 * ops.square(z) + log_scale + 0.5 * LOG_2PI
+        return ops.sum(ops.reshape(nll, (ops.shape(nll)[0], -1)), axis=-1)
+
+    def neg_elbo_terms(self, images, noise=None, training=False):
+        """(reconstruction -log p(x|z), KL(q(z|x) || N(0, I))) of each image, in nats.
+
+        Their sum is the negative ELBO, a one-sample Monte Carlo estimate (`noise` [N, latent_dim]
+        standard normal; drawn by the model when None); the KL term is exact.
+        """
+        mean, log_variance = self.encode(images, training)
+        z = self.sample_posterior(mean, log_variance, noise)
+        reconstruction = self.reconstruction_nll(images, self.decode_logits(z, training))
+        kl = 0.5 * ops.sum(ops.square(mean) + ops.exp(log_variance) - 1.0 - log_variance, axis=-1)
+        return reconstruction, kl
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
+                "filters": list(self.filters), "dense_units": self.dense_units,
+                "kernel_size": self.kernel_size,
+                "likelihood": self.likelihood}
