@@ -2,7 +2,7 @@
 
 import keras
 
-from zoo.vae.model import upsampling_start
+from zoo.vae.model import crop_to, upsampling_start
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -68,10 +68,7 @@ class Gan(keras.Model):
             generator += norm_and_activation(f"deconv_{i}")
         generator.append(
             keras.layers.Conv2D(channels, self.output_kernel_size, padding="same", name="to_image"))
-        crop_h, crop_w = h0 * 2 ** steps - height, w0 * 2 ** steps - width
-        if crop_h or crop_w:
-            generator.append(keras.layers.Cropping2D(((crop_h // 2, crop_h - crop_h // 2),
-                                                      (crop_w // 2, crop_w - crop_w // 2))))
+        generator += crop_to(height, width, steps)
         generator.append(keras.layers.Activation("sigmoid", dtype="float32", name="pixels"))
         self.generator = keras.Sequential(generator, name="generator")
 

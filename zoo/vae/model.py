@@ -13,6 +13,16 @@ def upsampling_start(size, steps):
     return -(-size // 2 ** steps)
 
 
+def crop_to(height, width, steps):
+    """The layers (none, or one centred `Cropping2D`) that cut `steps` doublings of the
+    `upsampling_start` map back to `height` x `width` (e.g. 32 -> 28)."""
+    crop_h = upsampling_start(height, steps) * 2 ** steps - height
+    crop_w = upsampling_start(width, steps) * 2 ** steps - width
+    if not (crop_h or crop_w):
+        return []
+    return [keras.layers.Cropping2D(((crop_h // 2, crop_h - crop_h // 2), (crop_w // 2, crop_w - crop_w // 2)))]
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class VariationalAutoencoder(keras.Model):
     """Encoder to a diagonal Gaussian posterior, reparameterized sampling, conv decoder.
@@ -70,10 +80,7 @@ class VariationalAutoencoder(keras.Model):
                     for i, f in enumerate(reversed(self.filters))]
         decoder.append(
             keras.layers.Conv2DTranspose(channels, self.kernel_size, padding="same", name="logits"))
-        crop_h, crop_w = h0 * 2 ** steps - height, w0 * 2 ** steps - width
-        if crop_h or crop_w:
-            decoder.append(keras.layers.Cropping2D(((crop_h // 2, crop_h - crop_h // 2),
-                                                    (crop_w // 2, crop_w - crop_w // 2))))
+        decoder += crop_to(height, width, steps)
         self.decoder = keras.Sequential(decoder, name="decoder")
         # Used only when no noise is passed in; training takes its noise from the data so
         # that every replica split sees the same numbers (see zoo/images/entry.py).
