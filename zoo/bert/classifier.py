@@ -18,10 +18,12 @@ from zoo.entry import Servable
 
 LABELS = "labels.txt"
 CLASS_WEIGHTS = "class_weights.json"
-# keras-hub's attention replaces masked scores with -1e9 (`where(mask, scores, -1e9)` after
-# scaling): int8 cannot hold that range beside the real scores (a full-integer classifier lost 62
-# accuracy points, WORKSPACE_NOTES.md), so the int8 model keeps these ops in float.
-ATTENTION_FLOAT_NODES = (r"self_attention_layer(_\d+)?/(Mul|SelectV2|Softmax)$",)
+# keras-hub's attention replaces masked scores with -1e9 (`where(mask, scores, -1e9)`): int8
+# cannot hold that range beside the real scores (a full-integer classifier lost 62 accuracy
+# points, WORKSPACE_NOTES.md), and SELECT_V2 ties its input's scale to its output's, so the
+# int8 model keeps in float the op making the scores (Keras traces `einsum` + `Mul` for some
+# head sizes, a scaled query and `MatMul` for others), the selects and the softmax.
+ATTENTION_FLOAT_NODES = (r"self_attention_layer(_\d+)?/(Mul|MatMul|(softmax(_\d+)?/)?(SelectV2(_\d+)?|Softmax))$",)
 
 
 def _sorted_labels(labels):
