@@ -169,15 +169,9 @@ def train(x_train, epochs, batch_size=128, seed=0, verbose=0):
 
 if __name__ == "__main__":
     # Smoke run: 1 epoch on 2,000 MNIST training images.
-    import os
-    import sys
+    from mnist_smoke import images_and_epochs
 
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "images",
-                        "mnist_train.npz")
-    if not os.path.exists(path):
-        sys.exit(f"skipped: {path} not found")
-    images = np.load(path)["x_train"]
-    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    images, epochs = images_and_epochs()
     out = train(images[:2000], epochs=epochs)
     s = out["sample"](8, seed=1)
     print({"examples_per_sec": round(out["examples_per_sec"], 1),

@@ -221,15 +221,9 @@ def train(x_train, x_val, epochs, batch_size=128, seed=0, verbose=0, eval_seed=0
 
 if __name__ == "__main__":
     # Smoke run: 1 epoch on 2,000 MNIST training images, evaluated on 1,000 others.
-    import os
-    import sys
+    from mnist_smoke import images_and_epochs
 
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "images",
-                        "mnist_train.npz")
-    if not os.path.exists(path):
-        sys.exit(f"skipped: {path} not found")
-    images = np.load(path)["x_train"]
-    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    images, epochs = images_and_epochs()
     out = train(images[:2000], images[-1000:], epochs=epochs)
     s = out["sample"](8, seed=1)
     print({k: round(float(v), 3) for k, v in out.items() if k in ("examples_per_sec", "train_seconds",
