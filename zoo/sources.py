@@ -85,3 +85,28 @@ def split_rows(rows, split, seed=0, validation_fraction=0.1):
     cut = len(rows) - max(1, int(round(len(rows) * validation_fraction)))
     chosen = order[:cut] if split == "train" else order[cut:]
     return [rows[i] for i in chosen]
+
+
+def tfds_split(source, split, unlisted_held_out="validation"):
+    """(builder, TFDS split name) for the `train` or held-out `split` of a `tfds:` source.
+
+    Training reads `source.split` (or `train`); the held-out split is `validation`, else
+    `test`. Prepared datasets list their splits; without metadata (`tfds.testing.mock_data`)
+    the split names are taken on trust, the held-out one being `unlisted_held_out`.
+
+    Raises:
+        DataError: naming the source and its splits when the wanted one is not there.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(source.name)
+    names = list(builder.info.splits) or [source.split or "train", unlisted_held_out]
+    if split == "train":
+        name = source.split or "train"
+    else:
+        name = next((n for n in ("validation", "test") if n in names), None)
+        if name is None:
+            raise DataError(f"--data={source}: no validation or test split in {names}.")
+    if name not in names:
+        raise DataError(f"--data={source}: no split {name!r}; splits: {names}.")
+    return builder, name

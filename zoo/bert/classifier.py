@@ -176,13 +176,18 @@ class BertClassifier(BertTextEntry):
         return ce * keras.ops.take(keras.ops.convert_to_tensor(self.class_weight), batch["labels"])
 
     # Results.
+    def _probabilities(self, model, token_ids):
+        """Class probabilities (float32, also under mixed precision) of token id rows."""
+        return keras.ops.softmax(keras.ops.cast(model(self.backbone_inputs(token_ids)), "float32"), axis=-1)
+
     @functools.lru_cache(maxsize=None)
     def _classify_fn(self, model):
         names = tf.constant(self.label_names)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
         def classify(inputs):
-            probabilities = keras.ops.softmax(keras.ops.cast(model(self.encode(inputs)), "float32"), axis=-1)
+            probabilities = self._probabilities(
+                model, self.wordpiece.encode(inputs, self.config.sequence_length))
             top = tf.math.top_k(probabilities, 1).indices[:, 0]
             return {"probabilities": probabilities, "label": tf.gather(names, top)}
 
@@ -223,16 +228,13 @@ class BertClassifier(BertTextEntry):
     def serving_functions(self, model):
         length = self.config.sequence_length
 
-        def probabilities(token_ids):
-            return keras.ops.softmax(keras.ops.cast(model(self.backbone_inputs(token_ids)), "float32"), axis=-1)
-
         @tf.function(input_signature=[tf.TensorSpec([1, length], tf.int32, name="token_ids")])
         def classify_ids(token_ids):
-            return {"probabilities": probabilities(token_ids)}
+            return {"probabilities": self._probabilities(model, token_ids)}
 
         @tf.function(input_signature=[tf.TensorSpec([1], tf.string, name="text")])
         def classify_text(text):
-            return {"probabilities": probabilities(self.wordpiece.encode_one(text, length))}
+            return {"probabilities": self._probabilities(model, self.wordpiece.encode_one(text, length))}
 
         return {
             "serving_default": Servable(self._classify_fn(model)),

@@ -62,16 +62,8 @@ class BertTextEntry(ZooEntry):
         return self._cache[key]
 
     def _tfds_examples(self, source, split):
-        import tensorflow_datasets as tfds
-
-        builder = tfds.builder(source.name)
+        builder, name = sources.tfds_split(source, split)
         features = builder.info.features
-        names = list(builder.info.splits) or [source.split or "train", "validation"]
-        name = source.split or "train"
-        if split != "train":
-            name = next((n for n in ("validation", "test") if n in names), None)
-            if name is None:
-                raise sources.DataError(f"--data={source}: no validation or test split in {names}.")
         text_key = self.config.text_column
         if text_key not in features:
             text_key = next((k for k in TFDS_TEXT_FEATURES if k in features), None)

@@ -232,15 +232,8 @@ class ImageData:
     def _tfds(self, split):
         import tensorflow_datasets as tfds
 
-        builder = tfds.builder(self.source.name)
-        # Prepared datasets list their splits; mock data (tfds.testing.mock_data) lists none.
-        names = list(builder.info.splits) or [self.source.split or "train", "test"]
-        if split == "train":
-            name = self.source.split or "train"
-        else:
-            name = next((n for n in ("validation", "test") if n in names), None)
-        if name not in names:
-            raise sources.DataError(f"--data={self.source}: no {split} split among {names}.")
+        # TFDS image sets hold out `test` (mock data lists no splits).
+        builder, name = sources.tfds_split(self.source, split, unlisted_held_out="test")
         features = builder.info.features
         image_key = self.config.image_key or "image"
         if image_key not in features:

@@ -73,20 +73,7 @@ class Translator(ZooEntry):
         return [(r[s], r[t]) for r in sources.split_rows(rows, split)]
 
     def _tfds(self, source, split):
-        import tensorflow_datasets as tfds
-
-        builder = tfds.builder(source.name)
-        # Prepared datasets list their splits; without metadata (tfds.testing.mock_data)
-        # the requested split is taken on trust and counted by reading it.
-        names = list(builder.info.splits) or [source.split or "train", "validation"]
-        if split == "train":
-            name = source.split or "train"
-        else:
-            name = next((n for n in ("validation", "test") if n in names), None)
-            if name is None:
-                raise sources.DataError(f"--data={source}: no validation or test split in {names}.")
-        if name not in names:
-            raise sources.DataError(f"--data={source}: no split {name!r}; splits: {names}.")
+        builder, name = sources.tfds_split(source, split)
         if self.config.source_key:
             keys = (self.config.source_key, self.config.target_key)
         elif builder.info.supervised_keys:
@@ -97,6 +84,7 @@ class Translator(ZooEntry):
                 f"--config source_key=... --config target_key=... from {list(builder.info.features)}."
             )
         ds = builder.as_dataset(split=name, shuffle_files=False).map(lambda ex: (ex[keys[0]], ex[keys[1]]))
+        # Without metadata (tfds.testing.mock_data) the split is counted by reading it.
         if name in builder.info.splits:
             return ds, builder.info.splits[name].num_examples
         return ds, int(ds.reduce(0, lambda count, _: count + 1))
