@@ -1,6 +1,6 @@
 """Exported artifacts of one trained model: sizes, batch-1 latencies, quantized metric, memory.
 
-    python benchmarks/export_artifacts.py [--model=translator|bert_classifier] [--steps=N]
+    python benchmarks/export_artifacts.py [--model=translator|bert_classifier] [--steps=N] [--workdir=W]
 
 Trains the model (translator: preset small on `builtin:dates`; bert_classifier: preset small
 on `../shared/data/classification/sst2_train.tsv`, SST-2 dev as the held-out split), then:
@@ -41,6 +41,8 @@ MODELS = {
 }
 flags.DEFINE_enum("model", "translator", list(MODELS), "The model to train and export.")
 flags.DEFINE_integer("steps", None, "Training steps before exporting (default: per model).")
+flags.DEFINE_string("workdir", "", "Export this workdir, trained earlier by this benchmark for the same "
+                    "--model (its export/ is replaced), instead of training a new one.")
 
 
 def timed(cmd):
@@ -60,11 +62,19 @@ def main(argv):
     if FLAGS.model == "bert_classifier" and not os.path.exists(os.path.join(SST2, "sst2_train.tsv")):
         print(f"skipped: {SST2}/sst2_train.tsv not found (the shared data folder is absent)")
         return
-    workdir = tempfile.mkdtemp(prefix="bench-export-")
     zoo = [sys.executable, "-m", "zoo.cli"]
-    subprocess.run(zoo + ["train", f"--model={FLAGS.model}", f"--workdir={workdir}", f"--steps={steps}",
-                          *spec["train"]],
-                   check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True)
+    workdir = FLAGS.workdir
+    if workdir:
+        with open(os.path.join(workdir, "zoo.json")) as f:
+            record = json.load(f)
+        if record["model"] != FLAGS.model:
+            raise app.UsageError(f"--workdir={workdir} holds a {record['model']!r}, not --model={FLAGS.model}.")
+        steps = record["trainer_config"]["steps"]
+    else:
+        workdir = tempfile.mkdtemp(prefix="bench-export-")
+        subprocess.run(zoo + ["train", f"--model={FLAGS.model}", f"--workdir={workdir}", f"--steps={steps}",
+                              *spec["train"]],
+                       check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True)
     out, export_mib = timed(zoo + ["export", f"--workdir={workdir}", "--formats=saved_model,keras,tflite",
                                    f"--quantize={spec['quantize']}", f"--num_checks={spec['checks']}"])
     manifest = json.loads(out.strip().splitlines()[-1])

@@ -1,6 +1,6 @@
 """MNIST: the zoo VAE and GAN against the keras-io peers (vae.py, dcgan_overriding_train_step.py), same run.
 
-    python benchmarks/mnist_generative.py [--vae_epochs=10] [--gan_epochs=1] [--gan_train_examples=12800]
+    python benchmarks/mnist_generative.py [--vae_epochs=10] [--gan_epochs=1] [--gan_train_examples=0]
                                           [--throughput_repeats=3] [--parts=vae,gan,throughput]
 
 Data: `../shared/data/images/mnist_train.npz`, split by the zoo's `.npz` loader with its fixed
@@ -9,8 +9,8 @@ seed into 55,000 training and 5,000 held-out images; the peers get exactly those
 - VAE: the zoo `vae` (preset `--vae_preset`) and the peer (latent 2, the recipe) train for the
   same epochs on the 55,000 with batch 128; negative ELBO (Bernoulli on [0, 1] intensities,
   nats per image, one-sample estimate) on the 5,000.
-- GAN: the zoo `gan` (preset `--gan_preset`) and the peer DCGAN see the same number of training
-  images: `--gan_epochs` passes over `--gan_train_examples` of the 55,000 (the peer trains on
+- GAN: the zoo `gan` (preset `--gan_preset`, batch 128) and the peer DCGAN (its recipe's batch
+  32, `--gan_peer_batch_size`) see the same number of training images: `--gan_epochs` passes over `--gan_train_examples` of the 55,000 (the peer trains on
   that many images of a fixed permutation of the split; the zoo on its own shuffle of the whole
   split for the same number of steps). 0 means all 55,000.
 - Fréchet distance for all four: 5,000 samples of each model (latents of seed 0) against the
@@ -47,11 +47,15 @@ flags.DEFINE_string("vae_preset", "small", "Zoo VAE preset.")
 flags.DEFINE_multi_string("vae_config", ["learning_rate=0.002", "lr_schedule=cosine", "clipnorm=0"],
                           "--config overrides of the zoo VAE run.")
 flags.DEFINE_integer("gan_epochs", 1, "Passes of both GANs over --gan_train_examples images.")
-flags.DEFINE_integer("gan_train_examples", 12800, "Training images the GANs pass over (0: all 55,000).")
+flags.DEFINE_integer("gan_train_examples", 0, "Training images the GANs pass over (0: all 55,000, whole epochs; "
+                     "a smaller count for a quick look).")
 flags.DEFINE_string("gan_preset", "small", "Zoo GAN preset.")
 flags.DEFINE_multi_string("gan_config", ["learning_rate=0.0002", "clipnorm=0"],
                           "--config overrides of the zoo GAN run.")
-flags.DEFINE_integer("batch_size", 128, "Batch size of every run (the recipes: VAE 128, DCGAN 32).")
+flags.DEFINE_integer("batch_size", 128, "Batch size of the zoo runs, the VAE peer (its recipe's) and the "
+                     "throughput pairs (both sides).")
+flags.DEFINE_integer("gan_peer_batch_size", 32, "Batch size of the peer DCGAN's quality run (its recipe's: "
+                     "4x the steps per epoch of batch 128).")
 flags.DEFINE_integer("frechet_samples", 5000, "Samples per model for the Fréchet distance.")
 flags.DEFINE_integer("throughput_repeats", 3, "Interleaved repeats of each throughput pair.")
 flags.DEFINE_string("out", "", "Also write the figures as JSON here.")
@@ -152,10 +156,10 @@ def gan_part(x_train, scorer, real_features):
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     subset = x_train[np.random.RandomState(0).permutation(len(x_train))[:count]]
-    peer = keras_io_dcgan_peer.train(subset, epochs=FLAGS.gan_epochs, batch_size=FLAGS.batch_size, seed=0)
+    peer = keras_io_dcgan_peer.train(subset, epochs=FLAGS.gan_epochs, batch_size=FLAGS.gan_peer_batch_size, seed=0)
     peer_row = {"frechet_distance": _fd(scorer, peer["sample"](FLAGS.frechet_samples, 0), real_features),
                 "examples_per_sec": peer["examples_per_sec"], "train_seconds": peer["train_seconds"],
-                "steps": FLAGS.gan_epochs * -(-count // FLAGS.batch_size)}
+                "steps": FLAGS.gan_epochs * -(-count // FLAGS.gan_peer_batch_size)}
     return {"zoo": zoo, "peer": peer_row, "images_seen": FLAGS.gan_epochs * count}
 
 

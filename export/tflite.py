@@ -115,13 +115,29 @@ def interpreter(path, **kwargs):
     return InterpreterWithCustomOps(model_path=path, custom_op_registerers=custom_op_registerers(), **kwargs)
 
 
-def op_names(path):
-    """The distinct operators of the model at `path`."""
+def _ops(path):
+    """(operator name, dtype of its first output) of each op of the model at `path`."""
     from ai_edge_litert.interpreter import OpResolverType
 
     # Without default delegates: XNNPACK would replace the ops it takes with DELEGATE nodes.
     interp = interpreter(path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    return sorted({op["op_name"] for op in interp._get_ops_details()})
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
+    return [(op["op_name"], dtypes.get(op["outputs"][0], "none") if len(op["outputs"]) else "none")
+            for op in interp._get_ops_details()]
+
+
+def op_names(path):
+    """The distinct operators of the model at `path`."""
+    return sorted({name for name, _ in _ops(path)})
+
+
+def op_output_types(path):
+    """{operator: {output dtype: count}}: which ops of a quantized model run in integer."""
+    counts = {}
+    for name, dtype in _ops(path):
+        counts.setdefault(name, {}).setdefault(dtype, 0)
+        counts[name][dtype] += 1
+    return counts
 
 
 def run_rows(path, signature, inputs):

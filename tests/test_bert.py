@@ -168,6 +168,9 @@ def test_classifier_learns_and_int8_keeps_accuracy(tmp_path):
     int8 = by_name["classify_ids", "int8"]
     assert not int8["full_integer"] and int8["float_nodes"]  # attention scores stay float
     assert "SOFTMAX" in int8["ops"] and "FULLY_CONNECTED" in int8["ops"]
+    # Only the attention core stays float: the projections and feed-forward run in int8.
+    types = int8["op_output_types"]
+    assert types["FULLY_CONNECTED"].get("int8", 0) >= 5 and set(types["BATCH_MATMUL"]) == {"float32"}
     assert [(s["signature"], s["quantization"]) for s in manifest["skipped"]] == [("classify_text", "int8")]
 
 
