@@ -9,8 +9,9 @@ seed into 55,000 training and 5,000 held-out images; the peers get exactly those
 - VAE: the zoo `vae` (preset `--vae_preset`) and the peer (latent 2, the recipe) train for the
   same epochs on the 55,000 with batch 128; negative ELBO (Bernoulli on [0, 1] intensities,
   nats per image, one-sample estimate) on the 5,000.
-- GAN: the zoo `gan` (preset `--gan_preset`, batch 128) and the peer DCGAN (its recipe's batch
-  32, `--gan_peer_batch_size`) see the same number of training images: `--gan_epochs` passes over `--gan_train_examples` of the 55,000 (the peer trains on
+- GAN: the zoo `gan` (preset `--gan_preset`, its trainer defaults: batch 32, Adam 2e-4 with
+  beta_1 0.5) and the peer DCGAN (its recipe's batch 32, `--gan_peer_batch_size`) see the same
+  number of training images: `--gan_epochs` passes over `--gan_train_examples` of the 55,000 (the peer trains on
   that many images of a fixed permutation of the split; the zoo on its own shuffle of the whole
   split for the same number of steps). 0 means all 55,000.
 - Fréchet distance for all four: 5,000 samples of each model (latents of seed 0) against the
@@ -50,14 +51,17 @@ flags.DEFINE_integer("gan_epochs", 1, "Passes of both GANs over --gan_train_exam
 flags.DEFINE_integer("gan_train_examples", 0, "Training images the GANs pass over (0: all 55,000, whole epochs; "
                      "a smaller count for a quick look).")
 flags.DEFINE_string("gan_preset", "small", "Zoo GAN preset.")
-flags.DEFINE_multi_string("gan_config", ["learning_rate=0.0002", "clipnorm=0"],
-                          "--config overrides of the zoo GAN run.")
+flags.DEFINE_multi_string("gan_config", [], "--config overrides of the zoo GAN run (default: none, the "
+                          "entry's DCGAN trainer defaults: lr 2e-4, beta_1 0.5, no clipping).")
+flags.DEFINE_integer("gan_batch_size", 32, "Batch size of the zoo GAN's quality run (the entry's default).")
 flags.DEFINE_integer("batch_size", 128, "Batch size of the zoo runs, the VAE peer (its recipe's) and the "
                      "throughput pairs (both sides).")
 flags.DEFINE_integer("gan_peer_batch_size", 32, "Batch size of the peer DCGAN's quality run (its recipe's: "
                      "4x the steps per epoch of batch 128).")
 flags.DEFINE_integer("frechet_samples", 5000, "Samples per model for the Fréchet distance.")
 flags.DEFINE_integer("throughput_repeats", 3, "Interleaved repeats of each throughput pair.")
+flags.DEFINE_integer("gan_throughput_steps", 30, "Steps of batch 128 per timed GAN epoch (a multiple of 10; "
+                     "10 gave windows of ~10 s whose noise hid the ratio).")
 flags.DEFINE_string("out", "", "Also write the figures as JSON here.")
 
 PEER_SIZED = {
@@ -76,11 +80,11 @@ def _split():
     return data.split("train"), data.split("validation")
 
 
-def _zoo_train(model, workdir, preset, overrides, evaluate=True, **kwargs):
+def _zoo_train(model, workdir, preset, overrides, evaluate=True, batch_size=None, **kwargs):
     from zoo import commands
 
     start = time.perf_counter()
-    commands.train(model, workdir, data=FLAGS.data, preset=preset, batch_size=FLAGS.batch_size,
+    commands.train(model, workdir, data=FLAGS.data, preset=preset, batch_size=batch_size or FLAGS.batch_size,
                    evaluate=evaluate, overrides=list(overrides) + ["checkpoint_every=100000"], **kwargs)
     seconds = time.perf_counter() - start
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -88,15 +92,16 @@ def _zoo_train(model, workdir, preset, overrides, evaluate=True, **kwargs):
     return seconds, rows
 
 
-def _steady_rate(rows, skip_steps):
+def _steady_rate(rows, skip_steps, batch_size=None):
     """Examples/s over the trainer's timed windows that start at or after `skip_steps`."""
+    batch_size = batch_size or FLAGS.batch_size
     train = [r for r in rows if r["kind"] == "train"]
     examples = seconds = 0.0
     previous = 0
     for row in train:
         steps = row["step"] - previous
         if previous >= skip_steps:
-            examples += steps * FLAGS.batch_size
+            examples += steps * batch_size
             seconds += steps * row["step_time"]
         previous = row["step"]
     return examples / seconds if seconds else float("nan")
@@ -143,15 +148,17 @@ def gan_part(x_train, scorer, real_features):
     from zoo.images.entry import latents
 
     count = FLAGS.gan_train_examples or len(x_train)
-    steps = FLAGS.gan_epochs * count // FLAGS.batch_size
+    steps = FLAGS.gan_epochs * count // FLAGS.gan_batch_size
     workdir = tempfile.mkdtemp(prefix="bench-gan-")
     try:
         seconds, rows = _zoo_train("gan", workdir, FLAGS.gan_preset,
-                                   FLAGS.gan_config + [f"log_every={max(10, steps // 10)}"], steps=steps)
+                                   FLAGS.gan_config + [f"log_every={max(10, steps // 10)}"], steps=steps,
+                                   batch_size=FLAGS.gan_batch_size)
         entry, trainer, _ = commands.restore(workdir)
         z = latents(FLAGS.frechet_samples, 0, entry.latent_dim).numpy()
         zoo = {"frechet_distance": _fd(scorer, entry.generate(trainer.model, z), real_features),
-               "examples_per_sec": _steady_rate(rows, max(10, steps // 10)), "train_seconds": seconds,
+               "examples_per_sec": _steady_rate(rows, max(10, steps // 10), FLAGS.gan_batch_size),
+               "train_seconds": seconds,
                "steps": steps}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -167,7 +174,7 @@ def throughput_part(x_train, x_val):
     from benchmarks import keras_io_dcgan_peer, keras_io_vae_peer
 
     # Two epochs of `count` images: the peers time epoch 2, the zoo its second window.
-    counts = {"vae": 100 * FLAGS.batch_size, "gan": 10 * FLAGS.batch_size}
+    counts = {"vae": 100 * FLAGS.batch_size, "gan": FLAGS.gan_throughput_steps * FLAGS.batch_size}
     results = {name: {"zoo": [], "peer": []} for name in counts}
     for _ in range(FLAGS.throughput_repeats):
         for name, count in counts.items():

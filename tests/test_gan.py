@@ -152,3 +152,20 @@ def test_cli_names_a_corrupt_image(tmp_path):
                            f"--data={folder}", "--steps=1", check=False)
     assert proc.returncode == 2 and f"{folder / '9.jpg'}: cannot decode the image" in proc.stderr
     assert "skip_bad_images=true" in proc.stderr
+
+
+def test_fresh_training_starts_from_dcgan_optimizer_settings():
+    from trainers.trainer import make_optimizer
+    from zoo import commands, registry
+
+    _, trainer_config = commands.initial_configs(registry.get("gan"), "small")
+    assert (trainer_config.learning_rate, trainer_config.beta_1, trainer_config.batch_size,
+            trainer_config.clipnorm) == (2e-4, 0.5, 32, 0.0)
+    assert make_optimizer(trainer_config, 10).beta_1 == 0.5
+    # The user's settings win over the entry's; other entries keep the trainer's defaults.
+    _, overridden = commands.initial_configs(registry.get("gan"), "small", ["beta_1=0.9", "batch_size=64"])
+    assert (overridden.beta_1, overridden.batch_size, overridden.learning_rate) == (0.9, 64, 2e-4)
+    _, vae = commands.initial_configs(registry.get("vae"), "small")
+    assert vae == TrainerConfig()
+    with pytest.raises(Exception, match="beta_1=1.5"):
+        make_optimizer(dataclasses.replace(trainer_config, beta_1=1.5), 10)

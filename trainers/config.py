@@ -16,6 +16,7 @@ class TrainerConfig:
         lr_schedule: "constant", "linear" or "cosine" decay to 0 at the last step.
         warmup_steps: linear warmup from 0 to `learning_rate` over this many steps.
         weight_decay: AdamW decoupled weight decay.
+        beta_1: Adam/AdamW first-moment decay (0.9; DCGAN's recipe uses 0.5).
         clipnorm: clip the global gradient to this norm (0: no clipping).
         mixed_precision: "" (float32), "mixed_bfloat16" (TPU, CPU) or "mixed_float16" (GPU;
             with dynamic loss scaling).
@@ -43,6 +44,7 @@ class TrainerConfig:
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     weight_decay: float = 0.01
+    beta_1: float = 0.9
     clipnorm: float = 1.0
     mixed_precision: str = ""
     checkpoint_every: int = 1000

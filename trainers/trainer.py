@@ -44,10 +44,13 @@ class Preempted(RuntimeError):
 
 def make_optimizer(config, total_steps):
     schedule = WarmupDecay(config.learning_rate, config.warmup_steps, total_steps, config.lr_schedule)
+    if not 0.0 <= config.beta_1 < 1.0:
+        raise TrainingError(f"--config beta_1={config.beta_1}: expected a value in [0, 1).")
     if config.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, beta_1=config.beta_1)
     elif config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
+                                           beta_1=config.beta_1)
     else:
         raise TrainingError(f"--config optimizer={config.optimizer}: expected 'adam' or 'adamw'.")
     if config.mixed_precision == "mixed_float16":

@@ -151,6 +151,9 @@ def _config_help():
     for name in registry.names():
         cls = registry.get(name)
         parts.append(f"--config keys of model {name!r} (preset small):\n{keys(cls.preset('small'))}")
+        if cls.trainer_defaults:
+            parts.append(f"  trainer defaults of {name!r}: "
+                         + ", ".join(f"{k}={v!r}" for k, v in cls.trainer_defaults.items()))
     return "\n".join(parts)
 
 

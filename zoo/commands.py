@@ -53,7 +53,7 @@ def train(model, workdir, data=None, preset="small", steps=None, epochs=None, ba
         trainer_config = apply_overrides([trainer_config], [o for o in overrides if not _is_model_key(cls, o)])[0]
         preset = record["preset"]
     else:
-        model_config, trainer_config = apply_overrides([cls.preset(preset), TrainerConfig()], overrides)
+        model_config, trainer_config = initial_configs(cls, preset, overrides)
         data = data or cls.default_data
     if steps is not None:
         trainer_config = dataclasses.replace(trainer_config, steps=steps)
@@ -79,6 +79,13 @@ def train(model, workdir, data=None, preset="small", steps=None, epochs=None, ba
         workdirs.write(workdir, model, preset, data, model_config, trainer_config)
     trainer = Trainer(entry, trainer_config, workdir, strategy=strategy, source=source)
     return trainer.train(source, evaluate=evaluate)
+
+
+def initial_configs(cls, preset, overrides=()):
+    """(model config, trainer config) of a fresh workdir: the preset and the entry's trainer
+    defaults, then the `KEY=VALUE` overrides."""
+    defaults = dataclasses.replace(TrainerConfig(), **cls.trainer_defaults)
+    return tuple(apply_overrides([cls.preset(preset), defaults], overrides))
 
 
 def _wait_for(path, seconds=600):

@@ -73,6 +73,9 @@ class ZooEntry:
     description = ""
     config_class = None
     default_data = None
+    # Trainer settings this model starts from instead of `TrainerConfig`'s defaults, on a
+    # fresh `zoo train` (the user's --config/--batch_size still win), e.g. DCGAN's Adam.
+    trainer_defaults = {}
 
     def __init__(self, config, workdir):
         self.config = config
