@@ -45,10 +45,14 @@ def _to_numpy(outputs):
 CHECK_BATCH = 32
 
 
+def _stack(parts):
+    """One dict of arrays from a list of per-chunk output dicts."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def _batched_outputs(fn, inputs):
     """`fn` over `inputs` (a list or array of serving inputs) in CHECK_BATCH chunks, stacked."""
-    parts = [_to_numpy(fn(tf.constant(inputs[i:i + CHECK_BATCH]))) for i in range(0, len(inputs), CHECK_BATCH)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return _stack([_to_numpy(fn(tf.constant(inputs[i:i + CHECK_BATCH]))) for i in range(0, len(inputs), CHECK_BATCH)])
 
 
 MAX_ABS_DIFF = 1e-4
@@ -113,7 +117,7 @@ def export_saved_model(entry, model, servables, out_dir, inputs, expected, check
     def check(path):
         if not checks.verify:
             return
-        actual, latency["ms"] = saved_model.run_fresh(path, "serving_default", {arg: list(inputs)})
+        actual, latency["ms"] = saved_model.run_fresh(path, "serving_default", {arg: list(inputs)}, CHECK_BATCH)
         bad = _mismatches(expected, actual, checks.max_abs_diff)
         if bad:
             raise ExportError(
@@ -163,9 +167,8 @@ def export_keras(entry, model, out_dir, inputs, expected, checks=Verification())
 def _row_outputs(servable, encoded):
     """The Keras outputs of a batch-1 servable, row by row, stacked."""
     rows = len(next(iter(encoded.values())))
-    outputs = [_to_numpy(servable.fn(**{k: tf.constant(v[i:i + 1]) for k, v in encoded.items()}))
-               for i in range(rows)]
-    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+    return _stack([_to_numpy(servable.fn(**{k: tf.constant(v[i:i + 1]) for k, v in encoded.items()}))
+                   for i in range(rows)])
 
 
 def export_tflite(entry, name, servable, out_dir, inputs, references, expected, quantize="none", source=None,

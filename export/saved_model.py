@@ -20,13 +20,14 @@ import json, sys, time
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tf-text ops, as TF Serving links them)
 before = set(sys.modules)
-path, signature, inputs_file = sys.argv[1:4]
+path, signature, inputs_file, chunk = sys.argv[1:5]
+chunk = int(chunk)
 with open(inputs_file) as f:
     inputs = json.load(f)
 loaded = tf.saved_model.load(path)
 fn = loaded.signatures[signature]
 rows = len(next(iter(inputs.values())))
-chunks = [fn(**{k: tf.constant(v[i:i + 32]) for k, v in inputs.items()}) for i in range(0, rows, 32)]
+chunks = [fn(**{k: tf.constant(v[i:i + chunk]) for k, v in inputs.items()}) for i in range(0, rows, chunk)]
 outputs = {k: tf.concat([c[k] for c in chunks], 0) for k in chunks[0]}
 times = []
 for i in range(min(20, len(next(iter(inputs.values()))))):
@@ -100,11 +101,12 @@ def save(root, signatures, base, check=None, options=None, warmup=None):
     return final
 
 
-def run_fresh(path, signature, inputs):
+def run_fresh(path, signature, inputs, chunk):
     """Runs `signature` of the SavedModel at `path` in a fresh Python process.
 
     Args:
         inputs: dict of argument name to a JSON-able list.
+        chunk: rows per call of the signature.
 
     Returns:
         (dict of output name to numpy array, median batch-1 latency in ms).
@@ -115,7 +117,7 @@ def run_fresh(path, signature, inputs):
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _SERVE_SCRIPT, os.path.abspath(path), signature, f.name],
+            [sys.executable, "-c", _SERVE_SCRIPT, os.path.abspath(path), signature, f.name, str(chunk)],
             capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(),
         )
     finally:
