@@ -42,10 +42,9 @@ flags.DEFINE_list("peer_learning_rates", ["5e-5", "5e-4"],
                   "better from scratch); the best dev accuracy is the peer's figure.")
 flags.DEFINE_string("peer_finetune_learning_rate", "5e-4", "keras-hub peer's fine-tuning rate after MLM.")
 flags.DEFINE_list("parts", ["scratch", "mlm", "throughput"], "Which comparisons to run.")
-flags.DEFINE_list("zoo_config", ["optimizer=adamw", "learning_rate=5e-4", "warmup_steps=200"],
-                  "The zoo classifier's trainer settings (its own best, see WORKSPACE_NOTES.md).")
-flags.DEFINE_list("zoo_mlm_config", ["optimizer=adamw", "learning_rate=5e-4", "warmup_steps=200"],
-                  "The zoo masked LM's trainer settings.")
+flags.DEFINE_list("zoo_config", [], "--config overrides of the zoo classifier (default: none, the entry's "
+                  "defaults, as `zoo train` runs them; the time budget is --config max_seconds).")
+flags.DEFINE_list("zoo_mlm_config", [], "--config overrides of the zoo masked LM (default: none).")
 
 
 def _files():
@@ -62,14 +61,15 @@ def _read(path):
     return _read_tsv(path)
 
 
-def _zoo_classifier(workdir, train, dev, seconds, steps=10**9, extra=()):
+def _zoo_classifier(workdir, train, dev, seconds, steps=None, extra=()):
+    """The README's command: the entry's defaults (length, batch, optimizer), a time budget."""
     from zoo import commands
 
     overrides = [f"validation_data={dev}", f"max_seconds={seconds}", "log_every=100", "checkpoint_every=100000",
                  *FLAGS.zoo_config, *extra]
     start = time.perf_counter()
-    commands.train("bert_classifier", workdir, data=train, preset="small", steps=steps, batch_size=32,
-                   evaluate=False, overrides=overrides)
+    commands.train("bert_classifier", workdir, data=train, preset="small", steps=steps, overrides=overrides,
+                   evaluate=steps is None)
     seconds = time.perf_counter() - start
     metrics = commands.evaluate(workdir)
     return metrics, seconds
@@ -121,7 +121,7 @@ def mlm(train, dev, root):
 
     seconds, mlm_seconds = FLAGS.minutes * 60, FLAGS.mlm_minutes * 60
     mlm_dir = os.path.join(root, "zoo-mlm")
-    commands.train("bert_mlm", mlm_dir, data=train, preset="small", steps=10**9, batch_size=128, evaluate=False,
+    commands.train("bert_mlm", mlm_dir, data=train, preset="small",
                    overrides=[f"validation_data={dev}", f"max_seconds={mlm_seconds}", "log_every=50",
                               "checkpoint_every=100000", *FLAGS.zoo_mlm_config])
     zoo_mlm = commands.evaluate(mlm_dir)

@@ -52,7 +52,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.keras_io_vae_peer import ThroughputMeter, to_float
+from benchmarks.keras_io_vae_peer import ThroughputMeter, fit_callbacks, to_float
 
 LATENT_DIM = 128
 
@@ -133,12 +133,13 @@ class GAN(keras.Model):
         return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
 
 
-def train(x_train, epochs, batch_size=128, seed=0, verbose=0):
+def train(x_train, epochs, batch_size=128, seed=0, verbose=0, max_seconds=None):
     """Trains the recipe's DCGAN (adapted to 28x28x1) with `fit`.
 
     Args:
       x_train: uint8 [N, 28, 28] MNIST pixels.
       epochs: `fit` epochs (the recipe: "in practice, use ~100 epochs").
+      max_seconds: stop after this much training wall time (then `epochs` is only a bound).
     Returns a dict: examples_per_sec, train_seconds, sample (callable(n, seed) -> float32
     [n, 28, 28, 1] in [0, 1]), generator, discriminator, history.
     """
@@ -155,7 +156,7 @@ def train(x_train, epochs, batch_size=128, seed=0, verbose=0):
                 loss_fn=keras.losses.BinaryCrossentropy())
     meter = ThroughputMeter(len(x), batch_size)
     start = time.perf_counter()
-    history = gan.fit(dataset, epochs=epochs, callbacks=[meter], verbose=verbose)
+    history = gan.fit(dataset, epochs=epochs, callbacks=fit_callbacks(meter, max_seconds), verbose=verbose)
     train_seconds = time.perf_counter() - start
 
     def sample(n, seed=0):
@@ -163,7 +164,7 @@ def train(x_train, epochs, batch_size=128, seed=0, verbose=0):
         return np.asarray(generator.predict(z, batch_size=500, verbose=0), dtype="float32")
 
     return {"examples_per_sec": meter.examples_per_sec(), "train_seconds": train_seconds,
-            "sample": sample, "generator": generator, "discriminator": discriminator,
+            "steps": int(gan.g_optimizer.iterations.numpy()), "sample": sample, "generator": generator, "discriminator": discriminator,
             "history": history.history}
 
 

@@ -51,6 +51,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.peer_callbacks import TimeLimit
+
 LATENT_DIM = 2
 _EPS = 1e-7  # Keras' backend epsilon, the clip inside `binary_crossentropy`.
 
@@ -131,6 +133,10 @@ class VAE(keras.Model):
         return self.decoder(self.encoder(x)[2])
 
 
+def fit_callbacks(meter, max_seconds):
+    return [meter] + ([TimeLimit(max_seconds)] if max_seconds else [])
+
+
 class ThroughputMeter(keras.callbacks.Callback):
     """Wall-clock stamps at epoch and batch ends inside `fit` (see the module docstring)."""
 
@@ -188,13 +194,14 @@ def evaluate(encoder, decoder, x, eval_seed=0, batch_size=1000):
     return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
 
-def train(x_train, x_val, epochs, batch_size=128, seed=0, verbose=0, eval_seed=0):
+def train(x_train, x_val, epochs, batch_size=128, seed=0, verbose=0, eval_seed=0, max_seconds=None):
     """Trains the recipe's VAE with `model.fit` and evaluates it on `x_val`.
 
     Args:
       x_train, x_val: uint8 arrays [N, 28, 28] (MNIST pixels).
       epochs: `fit` epochs (the recipe uses 30).
       batch_size: the recipe's 128.
+      max_seconds: stop after this much training wall time (then `epochs` is only a bound).
     Returns a dict: examples_per_sec, train_seconds, neg_elbo, recon, kl (nats per image on
     x_val), sample (callable(n, seed) -> float32 [n, 28, 28, 1] in [0, 1]), model, history.
     """
@@ -204,7 +211,8 @@ def train(x_train, x_val, epochs, batch_size=128, seed=0, verbose=0, eval_seed=0
     vae.compile(optimizer=keras.optimizers.Adam())
     meter = ThroughputMeter(len(x), batch_size)
     start = time.perf_counter()
-    history = vae.fit(x, epochs=epochs, batch_size=batch_size, callbacks=[meter], verbose=verbose)
+    history = vae.fit(x, epochs=epochs, batch_size=batch_size, callbacks=fit_callbacks(meter, max_seconds),
+                      verbose=verbose)
     train_seconds = time.perf_counter() - start
 
     decoder = vae.decoder

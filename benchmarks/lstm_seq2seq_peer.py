@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.peer_callbacks import TimeLimit
+
 START, END = "[start]", "[end]"
 _PUNCT = re.escape(string.punctuation.replace("[", "").replace("]", "") + "«»¿¡’")
 
@@ -75,7 +77,7 @@ class Seq2SeqPeer:
         """Trains with `model.fit` for `seconds` of wall time or `steps` steps."""
         callbacks = list(callbacks)
         if seconds:
-            callbacks.append(_TimeLimit(seconds))
+            callbacks.append(TimeLimit(seconds))
         steps_per_epoch = steps or max(1, len(sources) // batch_size)
         epochs = 1 if steps else 10_000
         start = time.perf_counter()
@@ -110,13 +112,3 @@ class Seq2SeqPeer:
 def _join(words):
     text = " ".join(w for w in words if w not in ("", "[UNK]"))
     return re.sub(r" ([.,!?;:)])", r"\1", text).replace(" ' ", "'").replace(" - ", "-")
-
-
-class _TimeLimit(keras.callbacks.Callback):
-    def __init__(self, seconds):
-        super().__init__()
-        self.deadline = time.perf_counter() + seconds
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() >= self.deadline:
-            self.model.stop_training = True

@@ -1,7 +1,12 @@
 """MNIST: the zoo VAE and GAN against the keras-io peers (vae.py, dcgan_overriding_train_step.py), same run.
 
-    python benchmarks/mnist_generative.py [--vae_epochs=10] [--gan_epochs=1] [--gan_train_examples=0]
+    python benchmarks/mnist_generative.py [--minutes=10] [--vae_epochs=0] [--gan_epochs=0]
                                           [--throughput_repeats=3] [--parts=vae,gan,throughput]
+
+By default each model trains `--minutes` of wall time: the zoo with the README's command and
+its entry's defaults plus the time budget (`--config max_seconds=600`, to which its schedule
+fits), the peers their recipes until the time is up. `--vae_epochs`/`--gan_epochs` compare
+fixed epochs instead.
 
 Data: `../shared/data/images/mnist_train.npz`, split by the zoo's `.npz` loader with its fixed
 seed into 55,000 training and 5,000 held-out images; the peers get exactly those arrays.
@@ -43,11 +48,15 @@ FLAGS = flags.FLAGS
 DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "images", "mnist_train.npz")
 flags.DEFINE_string("data", DEFAULT_DATA, "MNIST .npz with x_train (and y_train).")
 flags.DEFINE_list("parts", ["vae", "gan", "throughput"], "Comparisons to run.")
-flags.DEFINE_integer("vae_epochs", 10, "Epochs of both VAEs over the 55,000.")
+flags.DEFINE_float("minutes", 10.0, "Training wall time of each model (zoo and peer, VAE and GAN) when "
+                   "--vae_epochs / --gan_epochs are 0: the zoo runs its defaults with --config "
+                   "max_seconds (the README's time-budget flag), the peers their recipes until the time is up.")
+flags.DEFINE_integer("vae_epochs", 0, "Epochs of both VAEs over the 55,000 instead of --minutes (0: --minutes).")
 flags.DEFINE_string("vae_preset", "small", "Zoo VAE preset.")
-flags.DEFINE_multi_string("vae_config", ["learning_rate=0.002", "lr_schedule=cosine", "clipnorm=0"],
-                          "--config overrides of the zoo VAE run.")
-flags.DEFINE_integer("gan_epochs", 1, "Passes of both GANs over --gan_train_examples images.")
+flags.DEFINE_multi_string("vae_config", [], "--config overrides of the zoo VAE run (default: none, the entry's "
+                          "defaults).")
+flags.DEFINE_integer("gan_epochs", 0, "Passes of both GANs over --gan_train_examples images instead of --minutes "
+                     "(0: --minutes).")
 flags.DEFINE_integer("gan_train_examples", 0, "Training images the GANs pass over (0: all 55,000, whole epochs; "
                      "a smaller count for a quick look).")
 flags.DEFINE_string("gan_preset", "small", "Zoo GAN preset.")
@@ -80,16 +89,24 @@ def _split():
     return data.split("train"), data.split("validation")
 
 
-def _zoo_train(model, workdir, preset, overrides, evaluate=True, batch_size=None, **kwargs):
+def _zoo_train(model, workdir, preset, overrides, evaluate=True, **kwargs):
+    """Trains with the entry's defaults plus `overrides`; returns (seconds, metrics rows, batch size)."""
     from zoo import commands
 
     start = time.perf_counter()
-    commands.train(model, workdir, data=FLAGS.data, preset=preset, batch_size=batch_size or FLAGS.batch_size,
-                   evaluate=evaluate, overrides=list(overrides) + ["checkpoint_every=100000"], **kwargs)
+    commands.train(model, workdir, data=FLAGS.data, preset=preset, evaluate=evaluate,
+                   overrides=list(overrides) + ["checkpoint_every=100000"], **kwargs)
     seconds = time.perf_counter() - start
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
-    return seconds, rows
+    with open(os.path.join(workdir, "zoo.json")) as f:
+        batch_size = json.load(f)["trainer_config"]["batch_size"]
+    return seconds, rows, batch_size
+
+
+def _budget():
+    """--config max_seconds for the zoo and `max_seconds` for the peers, or nothing in epoch mode."""
+    return FLAGS.minutes * 60
 
 
 def _steady_rate(rows, skip_steps, batch_size=None):
@@ -119,24 +136,29 @@ def vae_part(x_train, x_val, scorer, real_features):
     from zoo.images.entry import latents
 
     workdir = tempfile.mkdtemp(prefix="bench-vae-")
+    epochs = FLAGS.vae_epochs
     try:
-        steps_per_epoch = len(x_train) // FLAGS.batch_size
-        seconds, rows = _zoo_train("vae", workdir, FLAGS.vae_preset, FLAGS.vae_config + ["log_every=100"],
-                                   epochs=FLAGS.vae_epochs)
+        length = {"epochs": epochs} if epochs else {}
+        budget = [] if epochs else [f"max_seconds={_budget()}"]
+        seconds, rows, batch_size = _zoo_train("vae", workdir, FLAGS.vae_preset,
+                                               FLAGS.vae_config + budget + ["log_every=100"], **length)
+        steps_per_epoch = len(x_train) // batch_size
         entry, trainer, source = commands.restore(workdir)
         metrics = entry.elbo_metrics(trainer.model, source, "validation")
         z = latents(FLAGS.frechet_samples, 0, entry.latent_dim).numpy()
         zoo = {**metrics, "frechet_distance": _fd(scorer, entry.generate(trainer.model, z), real_features),
-               "examples_per_sec": _steady_rate(rows, steps_per_epoch), "train_seconds": seconds,
+               "examples_per_sec": _steady_rate(rows, steps_per_epoch, batch_size), "train_seconds": seconds,
+               "steps": int(trainer.step.numpy()), "batch_size": batch_size,
                "per_epoch": [{k: r[k] for k in ("epoch", "neg_elbo", "frechet_distance")}
                              for r in rows if r["kind"] == "validation"]}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    peer = keras_io_vae_peer.train(x_train, x_val, epochs=FLAGS.vae_epochs, batch_size=FLAGS.batch_size,
-                                   seed=0)
+    peer = keras_io_vae_peer.train(x_train, x_val, epochs=epochs or 10**6, batch_size=FLAGS.batch_size,
+                                   seed=0, max_seconds=None if epochs else _budget())
     peer_row = {"neg_elbo": peer["neg_elbo"], "reconstruction": peer["recon"], "kl": peer["kl"],
                 "frechet_distance": _fd(scorer, peer["sample"](FLAGS.frechet_samples, 0), real_features),
-                "examples_per_sec": peer["examples_per_sec"], "train_seconds": peer["train_seconds"]}
+                "examples_per_sec": peer["examples_per_sec"], "train_seconds": peer["train_seconds"],
+                "steps": int(peer["model"].optimizer.iterations.numpy()), "batch_size": FLAGS.batch_size}
     return {"zoo": zoo, "peer": peer_row}
 
 
@@ -147,27 +169,32 @@ def gan_part(x_train, scorer, real_features):
     from zoo import commands
     from zoo.images.entry import latents
 
-    count = FLAGS.gan_train_examples or len(x_train)
-    steps = FLAGS.gan_epochs * count // FLAGS.gan_batch_size
+    epochs = FLAGS.gan_epochs
+    count = FLAGS.gan_train_examples or len(x_train) if epochs else len(x_train)
     workdir = tempfile.mkdtemp(prefix="bench-gan-")
     try:
-        seconds, rows = _zoo_train("gan", workdir, FLAGS.gan_preset,
-                                   FLAGS.gan_config + [f"log_every={max(10, steps // 10)}"], steps=steps,
-                                   batch_size=FLAGS.gan_batch_size)
+        if epochs:
+            steps = epochs * count // FLAGS.gan_batch_size
+            length, extra = {"steps": steps, "batch_size": FLAGS.gan_batch_size}, [f"log_every={max(10, steps // 10)}"]
+        else:
+            length, extra = {}, [f"max_seconds={_budget()}", "log_every=100"]
+        seconds, rows, batch_size = _zoo_train("gan", workdir, FLAGS.gan_preset, FLAGS.gan_config + extra, **length)
         entry, trainer, _ = commands.restore(workdir)
+        steps = int(trainer.step.numpy())
         z = latents(FLAGS.frechet_samples, 0, entry.latent_dim).numpy()
         zoo = {"frechet_distance": _fd(scorer, entry.generate(trainer.model, z), real_features),
-               "examples_per_sec": _steady_rate(rows, max(10, steps // 10), FLAGS.gan_batch_size),
-               "train_seconds": seconds,
-               "steps": steps}
+               "examples_per_sec": _steady_rate(rows, max(10, steps // 10), batch_size),
+               "train_seconds": seconds, "steps": steps, "batch_size": batch_size}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     subset = x_train[np.random.RandomState(0).permutation(len(x_train))[:count]]
-    peer = keras_io_dcgan_peer.train(subset, epochs=FLAGS.gan_epochs, batch_size=FLAGS.gan_peer_batch_size, seed=0)
+    peer = keras_io_dcgan_peer.train(subset, epochs=epochs or 10**6, batch_size=FLAGS.gan_peer_batch_size, seed=0,
+                                     max_seconds=None if epochs else _budget())
     peer_row = {"frechet_distance": _fd(scorer, peer["sample"](FLAGS.frechet_samples, 0), real_features),
                 "examples_per_sec": peer["examples_per_sec"], "train_seconds": peer["train_seconds"],
-                "steps": FLAGS.gan_epochs * -(-count // FLAGS.gan_peer_batch_size)}
-    return {"zoo": zoo, "peer": peer_row, "images_seen": FLAGS.gan_epochs * count}
+                "steps": peer["steps"], "batch_size": FLAGS.gan_peer_batch_size}
+    return {"zoo": zoo, "peer": peer_row, "images_seen": {"zoo": steps * batch_size,
+                                                          "peer": peer_row["steps"] * FLAGS.gan_peer_batch_size}}
 
 
 def throughput_part(x_train, x_val):
@@ -188,7 +215,8 @@ def throughput_part(x_train, x_val):
             workdir = tempfile.mkdtemp(prefix=f"bench-{name}-rate-")
             try:
                 overrides = PEER_SIZED[name] + [f"log_every={window}", "clipnorm=0", "frechet_train_steps=1"]
-                _, rows = _zoo_train(name, workdir, "small", overrides, evaluate=False, steps=2 * window)
+                _, rows, _ = _zoo_train(name, workdir, "small", overrides, evaluate=False, steps=2 * window,
+                                        batch_size=FLAGS.batch_size)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
             results[name]["zoo"].append(_steady_rate(rows, window))
@@ -239,8 +267,10 @@ def report(figures):
     print("\n== MNIST generative models, zoo vs keras-io peers ==")
     if "vae" in figures:
         zoo, peer = figures["vae"]["zoo"], figures["vae"]["peer"]
-        print(f"VAE, {FLAGS.vae_epochs} epochs of {figures['split'][0]}; zoo preset {FLAGS.vae_preset} "
-              f"({' '.join(FLAGS.vae_config)}), peer latent 2:")
+        length = f"{FLAGS.vae_epochs} epochs" if FLAGS.vae_epochs else f"{FLAGS.minutes:g} minutes"
+        print(f"VAE, {length} of {figures['split'][0]}; zoo preset {FLAGS.vae_preset} with its defaults "
+              f"({' '.join(FLAGS.vae_config) or 'no --config'}), peer latent 2; steps zoo {zoo['steps']} "
+              f"(batch {zoo['batch_size']}), peer {peer['steps']} (batch {peer['batch_size']}):")
         print(f"{'':6s} {'neg ELBO':>9s} {'recon':>8s} {'KL':>7s} {'Frechet':>8s} {'ex/s':>8s} "
               f"{'train s':>8s}")
         for name, r in (("zoo", zoo), ("peer", peer)):
@@ -251,8 +281,9 @@ def report(figures):
                   f"Fréchet {row['frechet_distance']:.3f}")
     if "gan" in figures:
         zoo, peer = figures["gan"]["zoo"], figures["gan"]["peer"]
-        print(f"GAN, {figures['gan']['images_seen']} training images seen; zoo preset {FLAGS.gan_preset} "
-              f"({' '.join(FLAGS.gan_config)}), peer DCGAN recipe:")
+        length = f"{FLAGS.gan_epochs} epochs" if FLAGS.gan_epochs else f"{FLAGS.minutes:g} minutes"
+        print(f"GAN, {length}, training images seen {figures['gan']['images_seen']}; zoo preset {FLAGS.gan_preset} "
+              f"with its defaults ({' '.join(FLAGS.gan_config) or 'no --config'}), peer DCGAN recipe:")
         for name, r in (("zoo", zoo), ("peer", peer)):
             print(f"{name:6s} Fréchet {r['frechet_distance']:8.3f}  ex/s {r['examples_per_sec']:7.1f}  "
                   f"steps {r['steps']}  train {r['train_seconds']:.0f} s")

@@ -47,10 +47,13 @@ def quality():
     workdir = tempfile.mkdtemp(prefix="bench-zoo-")
     try:
         start = time.perf_counter()
-        commands.train("translator", workdir, data=FLAGS.data, preset=FLAGS.preset, steps=10**9,
-                       batch_size=64, evaluate=False,
+        # The README's command with the entry's defaults (length, schedule, label smoothing,
+        # per-epoch evaluation, beam settings chosen on the validation split) and a time budget.
+        commands.train("translator", workdir, data=FLAGS.data, preset=FLAGS.preset,
                        overrides=[f"max_seconds={FLAGS.minutes * 60}", "log_every=500", "checkpoint_every=100000"])
         zoo_seconds = time.perf_counter() - start
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            curve = [json.loads(line) for line in f]
         entry, trainer, _ = commands.restore(workdir)
         zoo_steps = int(trainer.step.numpy())
         zoo_hyps = entry.translate(trainer.model, src)
@@ -67,7 +70,8 @@ def quality():
                 "chrf": round(sacrebleu.corpus_chrf(hyps, [refs]).score, 2)}
 
     rows = {
-        f"zoo translator ({FLAGS.preset}, beam)": {**scores(zoo_hyps), "train_s": round(zoo_seconds), "steps": zoo_steps},
+        f"zoo translator ({FLAGS.preset}, beam {entry.beam_size}, lp {entry.length_penalty:g})": {
+            **scores(zoo_hyps), "train_s": round(zoo_seconds), "steps": zoo_steps},
         f"zoo translator ({FLAGS.preset}, greedy)": {**scores(zoo_greedy), "train_s": round(zoo_seconds), "steps": zoo_steps},
         "peer lstm_seq2seq (word, greedy)": {**scores(peer_hyps), "train_s": round(peer_seconds), "steps": peer_steps},
     }
@@ -76,7 +80,11 @@ def quality():
     print(f"{'model':40s} {'BLEU':>7s} {'chrF':>7s} {'steps':>7s}")
     for name, r in rows.items():
         print(f"{name:40s} {r['bleu']:7.2f} {r['chrf']:7.2f} {r['steps']:7d}")
-    zoo_chrf = rows[f"zoo translator ({FLAGS.preset}, beam)"]["chrf"]
+    zoo_chrf = next(iter(rows.values()))["chrf"]
+    for row in curve:
+        if row["kind"] == "validation":
+            print(f"  zoo epoch {row['epoch']:.2f} step {row['step']}: chrF {row['chrf']:.2f} (validation, "
+                  f"{row['examples']} pairs)")
     print(f"chrF ratio zoo/peer: {zoo_chrf / max(rows['peer lstm_seq2seq (word, greedy)']['chrf'], 1e-9):.2f}")
     for i in range(5):
         print(f"  {src[i]!r}\n    ref  {refs[i]!r}\n    zoo  {zoo_hyps[i]!r}\n    peer {peer_hyps[i]!r}")

@@ -12,6 +12,7 @@ from trainers import Trainer, TrainerConfig, TrainingError
 from trainers.schedules import WarmupDecay
 from trainers.strategy import StrategyError, make_strategy
 from zoo import registry, sources
+from zoo.entry import TrainingLength
 
 TOY = sources.parse("builtin:toy")
 
@@ -89,6 +90,50 @@ def test_schedules():
     assert [float(linear(s)) for s in (5, 10, 15)] == pytest.approx([1.0, 2.0, 1.0])
     with pytest.raises(ValueError, match="lr_schedule=step"):
         WarmupDecay(1.0, 0, 10, "step")
+    # A warmup that is a share of a planned length the trainer moves (a time budget).
+    planned = tf.Variable(100, dtype=tf.int64)
+    scaled = WarmupDecay(1.0, warmup_steps=0, total_steps=planned, decay="linear", warmup_fraction=0.1)
+    assert [float(scaled(s)) for s in (5, 10, 55, 100)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
+    planned.assign(200)
+    assert [float(scaled(s)) for s in (10, 20, 110, 200)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
+
+
+def test_length_is_picked_from_the_data_size_and_printed(toy, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(type(toy), "training_length", TrainingLength(steps=10, min_epochs=1, max_epochs=5))
+    # 512 examples at batch 128: 4 steps an epoch, so 3 epochs come closest to about 10 steps.
+    result = Trainer(toy, TrainerConfig(batch_size=128, log_every=4), str(tmp_path), source=TOY).train(
+        TOY, evaluate=False)
+    assert result["step"] == 12
+    assert ("Training length: 3 epochs of 4 steps = 12 steps (picked for 512 training examples at batch 128"
+            in capsys.readouterr().out)
+    assert TrainingLength(steps=6000, min_epochs=2, max_epochs=20).epochs(67349, 32) == 3
+    assert TrainingLength(steps=6000, min_epochs=2, max_epochs=20).epochs(100, 32) == 20
+
+
+def test_a_time_budget_fits_the_decay_and_stops_training(toy, tmp_path):
+    config = TrainerConfig(steps=10**7, batch_size=16, learning_rate=1e-3, lr_schedule="linear",
+                           warmup_fraction=0.05, max_seconds=4, log_every=50, checkpoint_every=10**6)
+    trainer = Trainer(toy, config, str(tmp_path))
+    result = trainer.train(TOY, evaluate=False)
+    assert 50 < result["step"] < 10**7
+    assert int(trainer.planned_steps.numpy()) == result["step"]  # the plan ended where the budget did
+    rates = [r["learning_rate"] for r in map(json.loads, open(tmp_path / "metrics.jsonl")) if r["kind"] == "train"]
+    assert max(rates) > 5e-4  # warmed up to near the peak ...
+    assert rates[-1] < 1e-5  # ... and decayed to 0 at the last step, not cut off halfway
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith(f"ckpt-{result['step']}")
+
+
+def test_early_stopping_on_the_task_metric(toy, tmp_path, monkeypatch):
+    monkeypatch.setattr(type(toy), "validation_metric", ("mean_gap", "min"))
+    config = TrainerConfig(epochs=2, batch_size=128, early_stopping_metric="task", log_every=4)
+    trainer = Trainer(toy, config, str(tmp_path))
+    assert trainer.early_stopping_target() == ("mean_gap", "min")
+    trainer.train(TOY)
+    assert json.load(open(tmp_path / "checkpoints" / "best" / "best.json"))["metric"] == "mean_gap"
+    # Other names keep the old rule: min for losses and distances, else max.
+    for name, mode in (("val_loss", "min"), ("frechet_distance", "min"), ("chrf", "max")):
+        other = Trainer(toy, TrainerConfig(early_stopping_metric=name), str(tmp_path / name))
+        assert other.early_stopping_target() == (name, mode)
 
 
 def test_non_finite_loss_names_step_and_keeps_last_checkpoint(tmp_path):

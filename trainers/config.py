@@ -9,12 +9,16 @@ class TrainerConfig:
 
     Attributes:
         steps: total optimizer steps; 0 means `epochs` passes over the training split.
-        epochs: passes over the training split when `steps` is 0.
+        epochs: passes over the training split when `steps` is 0; 0 (the default) lets the
+            model pick from the data's size (`ZooEntry.training_length`), and the trainer
+            prints what it picked.
         batch_size: global batch size (split over workers and replicas; must divide evenly).
         optimizer: "adam" or "adamw".
         learning_rate: peak learning rate.
         lr_schedule: "constant", "linear" or "cosine" decay to 0 at the last step.
         warmup_steps: linear warmup from 0 to `learning_rate` over this many steps.
+        warmup_fraction: when `warmup_steps` is 0, warm up over this share of the planned
+            steps (of the steps that fit `max_seconds`, with a time budget).
         weight_decay: AdamW decoupled weight decay.
         beta_1: Adam/AdamW first-moment decay (0.9; DCGAN's recipe uses 0.5).
         clipnorm: clip the global gradient to this norm (0: no clipping).
@@ -28,21 +32,27 @@ class TrainerConfig:
         jit_compile: compile the training step with XLA.
         seed: seeds weights, dropout and the data order.
         deterministic: make every op deterministic (bitwise-reproducible runs, slower).
-        max_seconds: stop after this much training wall time in this run (0: no limit);
-            a checkpoint is written and the model evaluated as at the last step.
+        max_seconds: a wall-time budget for this run (0: none). The learning-rate schedule's
+            decay is fitted to it (the trainer re-estimates, from the measured time per step,
+            how many steps fit, evaluations included), and training stops when it is spent,
+            with a checkpoint and an evaluation as at the last step.
         early_stopping_metric: validation metric watched after each epoch ("" : off), e.g.
-            "val_loss" or "chrf"; its best checkpoint is kept in `checkpoints/best/`.
-        early_stopping_mode: "min", "max", or "auto" (min for names containing "loss").
+            "val_loss" or "chrf", or "task" for the model's own task metric (accuracy, chrF,
+            negative ELBO, Fréchet distance; `zoo list` shows it); its best checkpoint is kept
+            in `checkpoints/best/`.
+        early_stopping_mode: "min", "max", or "auto" (the task metric's own direction; else
+            min for names containing "loss" or "distance").
         early_stopping_patience: evaluations without improvement before training stops.
     """
 
     steps: int = 0
-    epochs: int = 10
+    epochs: int = 0
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"
     warmup_steps: int = 0
+    warmup_fraction: float = 0.0
     weight_decay: float = 0.01
     beta_1: float = 0.9
     clipnorm: float = 1.0

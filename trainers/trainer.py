@@ -43,7 +43,11 @@ class Preempted(RuntimeError):
 
 
 def make_optimizer(config, total_steps):
-    schedule = WarmupDecay(config.learning_rate, config.warmup_steps, total_steps, config.lr_schedule)
+    try:
+        schedule = WarmupDecay(config.learning_rate, config.warmup_steps, total_steps, config.lr_schedule,
+                               config.warmup_fraction)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
     if not 0.0 <= config.beta_1 < 1.0:
         raise TrainingError(f"--config beta_1={config.beta_1}: expected a value in [0, 1).")
     if config.optimizer == "adam":
@@ -95,15 +99,19 @@ class Trainer:
             tf.config.experimental.enable_op_determinism()
         keras.mixed_precision.set_global_policy(c.mixed_precision or "float32")
         keras.utils.set_random_seed(c.seed)
-        self.steps_per_epoch = None
+        self.steps_per_epoch = self.total_steps = None
+        self.length_note = ""
         if source is not None:
-            self.steps_per_epoch = max(1, entry.num_examples(source, "train") // c.batch_size)
-        self.total_steps = c.steps or c.epochs * (self.steps_per_epoch or 1)
+            self._plan_length(source)
         with self.strategy.scope():
             self.model = entry.build_model()
             self.model.build()
             self.phases = entry.phases(self.model)
-            self.optimizers = [make_optimizer(c, self.total_steps) for _ in self.phases]
+            # Where the learning-rate decay ends: the planned total, or the steps that fit a
+            # time budget (moved during training, agreed by all workers; see `train`).
+            self.planned_steps = tf.Variable(self.total_steps or 1, dtype=tf.int64, trainable=False,
+                                             name="planned_steps")
+            self.optimizers = [make_optimizer(c, self.planned_steps) for _ in self.phases]
             for phase, optimizer in zip(self.phases, self.optimizers):
                 optimizer.build(phase.variables(self.model))
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -114,6 +122,24 @@ class Trainer:
         self._stop_requested = False
         self._validation_loss_fn = None
 
+    def _plan_length(self, source):
+        """Sets `steps_per_epoch` and `total_steps` (and says how the length was chosen)."""
+        c = self.config
+        examples = self.entry.num_examples(source, "train")
+        self.steps_per_epoch = max(1, examples // c.batch_size)
+        if c.steps:
+            self.total_steps, self.length_note = c.steps, f"{c.steps:,} steps (--steps)"
+            return
+        epochs, how = c.epochs, "--epochs"
+        if not epochs:
+            length = self.entry.training_length
+            epochs = length.epochs(examples, c.batch_size)
+            how = (f"picked for {examples:,} training examples at batch {c.batch_size}: "
+                   f"{self.entry.name} trains {length.describe()}; set --epochs or --steps to choose")
+        self.total_steps = epochs * self.steps_per_epoch
+        self.length_note = (f"{epochs} epoch{'s' * (epochs != 1)} of {self.steps_per_epoch:,} steps = "
+                            f"{self.total_steps:,} steps ({how})")
+
     # Checkpoints.
     def _checkpoint(self):
         objects = {f"optimizer_{p.name}": o for p, o in zip(self.phases, self.optimizers)}
@@ -122,7 +148,8 @@ class Trainer:
         # other dropout masks than one never interrupted.
         weights = {id(v) for v in self.model.weights}
         seeds = [v.value for v in self.model.variables if id(v) not in weights]
-        return tf.train.Checkpoint(model=self.model, step=self.step, seed_states=seeds, **objects)
+        return tf.train.Checkpoint(model=self.model, step=self.step, seed_states=seeds,
+                                   planned_steps=self.planned_steps, **objects)
 
     def _input_dir(self):
         return os.path.join(self.checkpoint_dir, "input", f"worker-{self.worker}")
@@ -218,16 +245,20 @@ class Trainer:
             replica_step = tf.function(replica_step, jit_compile=True)
 
         @tf.function
-        def train_steps(iterator, count, stop_requested):
+        def train_steps(iterator, count, stop_requested, planned_estimate):
             losses = tf.zeros([len(self.phases)])
             for _ in tf.range(count):
                 per_replica = self.strategy.run(replica_step, args=(self._distribute(next(iterator)),))
                 losses = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
             self.step.assign_add(tf.cast(count, tf.int64))
-            # Every worker learns whether any was asked to stop, so all stop at the same step.
+            # Every worker learns whether any was asked to stop, so all stop at the same step,
+            # and all take the same plan (the mean of their time-budget estimates).
             flags = self.strategy.run(lambda: tf.identity(stop_requested))
             stop = self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None) > 0
-            return losses, stop
+            estimates = self.strategy.run(lambda: tf.identity(planned_estimate))
+            estimate = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, estimates, axis=None)
+            self.planned_steps.assign(tf.maximum(self.step, tf.cast(tf.round(estimate), tf.int64)))
+            return losses, stop, self.planned_steps.read_value()
 
         return train_steps
 
@@ -253,21 +284,32 @@ class Trainer:
     def _best_path(self):
         return os.path.join(self.checkpoint_dir, "best", "best.json")
 
+    def early_stopping_target(self):
+        """(metric name, "min" or "max") that early stopping watches."""
+        c = self.config
+        task, task_mode = self.entry.validation_metric
+        name = task if c.early_stopping_metric == "task" else c.early_stopping_metric
+        mode = c.early_stopping_mode
+        if mode == "auto":
+            mode = task_mode if name == task else (
+                "min" if "loss" in name or "distance" in name else "max")
+        if mode not in ("min", "max"):
+            raise TrainingError(f"--config early_stopping_mode={mode}: expected 'min', 'max' or 'auto'.")
+        return name, mode
+
     def _track_best(self, metrics, step, best_manager):
         """Saves a best checkpoint on improvement; returns whether patience ran out."""
         c = self.config
         if not c.early_stopping_metric:
             return False
-        if c.early_stopping_metric not in metrics:
+        name, mode = self.early_stopping_target()
+        if name not in metrics:
             raise TrainingError(
                 f"--config early_stopping_metric={c.early_stopping_metric}: not a validation metric; "
-                f"metrics: {', '.join(sorted(metrics))}."
+                f"metrics: {', '.join(sorted(metrics))} (or 'task')."
             )
-        mode = c.early_stopping_mode
-        if mode == "auto":
-            mode = "min" if "loss" in c.early_stopping_metric else "max"
-        value = float(metrics[c.early_stopping_metric])
-        state = {"metric": c.early_stopping_metric, "value": None, "step": None, "bad_evaluations": 0}
+        value = float(metrics[name])
+        state = {"metric": name, "value": None, "step": None, "bad_evaluations": 0}
         if os.path.exists(self._best_path()):
             with open(self._best_path()) as f:
                 state = json.load(f)
@@ -293,8 +335,10 @@ class Trainer:
             Preempted: after SIGTERM, once a checkpoint is written.
         """
         c = self.config
-        steps_per_epoch = self.steps_per_epoch or max(1, self.entry.num_examples(source, "train") // c.batch_size)
-        total = c.steps or c.epochs * steps_per_epoch
+        if self.steps_per_epoch is None:
+            self._plan_length(source)
+            self.planned_steps.assign(self.total_steps)
+        steps_per_epoch, total = self.steps_per_epoch, self.total_steps
         iterator = iter(self.entry.dataset(source, "train", c.batch_size, training=True, seed=c.seed))
         manager = tf.train.CheckpointManager(self._checkpoint(), self._save_dir,
                                              max_to_keep=c.keep_checkpoints, checkpoint_name="ckpt")
@@ -306,12 +350,19 @@ class Trainer:
         step = start = int(self.step.numpy())
         if resumed:
             _log(f"Resumed from {resumed} at step {start}.")
+        if not c.max_seconds:  # a resumed run may have been given more --steps
+            self.planned_steps.assign(total)
+        _log(f"Training length: {self.length_note}"
+             + (f"; the schedule is fitted to --config max_seconds={c.max_seconds:g}." if c.max_seconds else "."))
         train_steps = self._make_train_function()
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "logs", "train" if self.chief else f"worker-{self.worker}"))
         progress = keras.utils.Progbar(total, verbose=1) if sys.stdout.isatty() and self.chief else None
         result = {"step": start}
         window_seconds, window_steps = 0.0, 0
-        deadline = time.perf_counter() + c.max_seconds if c.max_seconds else math.inf
+        run_start = time.perf_counter()
+        deadline = run_start + c.max_seconds if c.max_seconds else math.inf
+        configured_total = total
+        measured_from = None  # (time, step) after the first chunk, whose time is mostly tracing
         previous_handler = self._install_sigterm_handler()
         try:
             while step < total:
@@ -319,11 +370,16 @@ class Trainer:
                 boundaries += [_next_multiple(step, n) for n in (c.log_every, c.checkpoint_every, steps_per_epoch)]
                 count = min(boundaries) - step
                 chunk_start = time.perf_counter()
-                losses, stop = train_steps(iterator, tf.constant(count), tf.constant(int(self._stop_requested)))
+                estimate = self._budget_estimate(step, measured_from, deadline, configured_total)
+                losses, stop, planned = train_steps(iterator, tf.constant(count), tf.constant(int(self._stop_requested)),
+                                                    tf.constant(estimate, tf.float64))
                 losses = losses.numpy()
                 window_seconds += time.perf_counter() - chunk_start
                 step += count
                 window_steps += count
+                if c.max_seconds:
+                    total = min(configured_total, int(planned.numpy()))
+                    measured_from = measured_from or (time.perf_counter(), step)
                 if not np.all(np.isfinite(losses)):
                     raise TrainingError(
                         f"Non-finite loss {losses.tolist()} at step {step}; the last good checkpoint "
@@ -331,9 +387,8 @@ class Trainer:
                     )
                 result = {"step": step, "loss": float(losses.sum())}
                 preempted = bool(stop.numpy())
-                if time.perf_counter() >= deadline:
-                    _log(f"Stopping at step {step}: --config max_seconds={c.max_seconds} reached.")
-                    total = step
+                if step >= total and total < configured_total:
+                    _log(f"Stopping at step {step}: the --config max_seconds={c.max_seconds:g} budget is spent.")
                 if progress is not None:
                     progress.update(step, [("loss", result["loss"])])
                 if step % c.log_every == 0 or step == total:
@@ -358,7 +413,7 @@ class Trainer:
                     if self.chief:
                         self.entry.on_evaluation(self.model, source, self.workdir, step, step / steps_per_epoch)
                     if self._track_best(metrics, step, best_manager):
-                        _log(f"Early stopping at step {step}: {c.early_stopping_metric} has not improved "
+                        _log(f"Early stopping at step {step}: {self.early_stopping_target()[0]} has not improved "
                              f"for {c.early_stopping_patience} evaluations.")
                         if step % c.checkpoint_every:
                             self._save(manager, iterator, step)
@@ -368,6 +423,11 @@ class Trainer:
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
+        if self.chief and evaluate and step >= total:
+            tuned = self.entry.on_training_end(self.model, source)
+            if tuned:
+                result.update(tuned)
+                self._log_row("tuned", {"step": step, **tuned}, writer)
         if self.chief and os.path.exists(os.path.join(self.workdir, "metrics.jsonl")):
             curves.plot(self.workdir)
         if not self.chief:
@@ -375,6 +435,20 @@ class Trainer:
         # Lets workers (and users) check that every replica ended with the same weights.
         _log(f"[done] worker={self.worker} step={step} weights_sha256={self.weights_digest()}")
         return result
+
+    @staticmethod
+    def _budget_estimate(step, measured_from, deadline, configured_total):
+        """The step at which the time budget runs out, from this run's mean time per step since
+        its first chunk (evaluations and checkpoints included), within `[step, configured_total]`."""
+        now = time.perf_counter()
+        if math.isinf(deadline):
+            return float(configured_total)
+        if now >= deadline:
+            return float(step)
+        if measured_from is None or step == measured_from[1]:  # nothing measured yet: keep the plan
+            return float(configured_total)
+        seconds_per_step = (now - measured_from[0]) / (step - measured_from[1])
+        return float(min(configured_total, step + (deadline - now) / seconds_per_step))
 
     def weights_digest(self):
         digest = hashlib.sha256()

@@ -154,6 +154,9 @@ def _config_help():
         if cls.trainer_defaults:
             parts.append(f"  trainer defaults of {name!r}: "
                          + ", ".join(f"{k}={v!r}" for k, v in cls.trainer_defaults.items()))
+        metric, mode = cls.validation_metric
+        parts.append(f"  length without --steps/--epochs: {cls.training_length.describe()}; "
+                     f"task metric (early_stopping_metric=task): {metric} ({mode})")
     return "\n".join(parts)
 
 

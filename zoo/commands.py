@@ -84,7 +84,8 @@ def train(model, workdir, data=None, preset="small", steps=None, epochs=None, ba
 def initial_configs(cls, preset, overrides=()):
     """(model config, trainer config) of a fresh workdir: the preset and the entry's trainer
     defaults, then the `KEY=VALUE` overrides."""
-    defaults = dataclasses.replace(TrainerConfig(), **cls.trainer_defaults)
+    model_config = apply_overrides([cls.preset(preset), TrainerConfig()], overrides)[0]
+    defaults = dataclasses.replace(TrainerConfig(), **cls.trainer_defaults_for(model_config))
     return tuple(apply_overrides([cls.preset(preset), defaults], overrides))
 
 

@@ -6,6 +6,7 @@ declares what is served. They hold no model-specific code.
 """
 
 import dataclasses
+import math
 import os
 from typing import Callable
 
@@ -61,6 +62,32 @@ class Servable:
     int8_float_nodes: tuple = ()
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingLength:
+    """How long a model trains when the user sets neither `--steps` nor `--epochs`.
+
+    About `steps` optimizer steps, rounded to whole epochs and kept within
+    `[min_epochs, max_epochs]`: a small data set gets more passes, a large one fewer.
+
+    Example:
+        >>> TrainingLength(steps=6000, min_epochs=3, max_epochs=20).epochs(67349, 32)
+        3
+        >>> TrainingLength(steps=6000, min_epochs=3, max_epochs=20).epochs(13559, 64)
+        20
+    """
+
+    steps: int
+    min_epochs: int = 1
+    max_epochs: int = 100
+
+    def epochs(self, num_examples, batch_size):
+        steps_per_epoch = max(1, num_examples // batch_size)
+        return min(self.max_epochs, max(self.min_epochs, math.ceil(self.steps / steps_per_epoch)))
+
+    def describe(self):
+        return f"about {self.steps:,} steps, {self.min_epochs}-{self.max_epochs} epochs"
+
+
 class ZooEntry:
     """Base class of zoo entries. Subclasses are registered with `@registry.register`.
 
@@ -76,6 +103,17 @@ class ZooEntry:
     # Trainer settings this model starts from instead of `TrainerConfig`'s defaults, on a
     # fresh `zoo train` (the user's --config/--batch_size still win), e.g. DCGAN's Adam.
     trainer_defaults = {}
+    @classmethod
+    def trainer_defaults_for(cls, config):
+        """`trainer_defaults` for a model config (a pretrained start may want a gentler rate)."""
+        return dict(cls.trainer_defaults)
+
+    # How long `zoo train` trains when neither --steps nor --epochs is given (see
+    # `TrainingLength`); entries size it to what their family needs to converge.
+    training_length = TrainingLength(steps=5000, min_epochs=1, max_epochs=100)
+    # The validation figure that says how good the model is, and whether higher ("max") or
+    # lower ("min") is better: `--config early_stopping_metric=task` watches it.
+    validation_metric = ("val_loss", "min")
 
     def __init__(self, config, workdir):
         self.config = config
@@ -141,6 +179,12 @@ class ZooEntry:
         """Called by the trainer on the chief after each evaluation during training (each epoch
         and the last step), to write what a person looks at under `workdir` (image grids).
         `epoch` is `step / steps_per_epoch`. Does nothing by default."""
+
+    def on_training_end(self, model, source):
+        """Called by the trainer on the chief once training has reached its last step, to fit
+        inference settings on the validation split (a translator's beam size and length
+        penalty) into `assets/`. Returns metrics to report (none by default)."""
+        return {}
 
     def predict(self, model, inputs):
         """Predictions for raw inputs (a list of strings), as a list of strings."""

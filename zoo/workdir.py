@@ -37,10 +37,15 @@ def write(workdir, model, preset, data, model_config, trainer_config):
         "model_config": dataclasses.asdict(model_config),
         "trainer_config": dataclasses.asdict(trainer_config),
     }
-    tmp = config_path(workdir) + ".tmp"
+    write_json(config_path(workdir), record)
+
+
+def write_json(path, value):
+    """Writes `value` as JSON to `path` atomically (a reader never sees half of it)."""
+    tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(tmp, config_path(workdir))
+        json.dump(value, f, indent=2)
+    os.replace(tmp, path)
 
 
 def read(workdir):

@@ -14,7 +14,7 @@ from zoo.bert import metrics as classification
 from zoo.bert.config import ARCHITECTURE, BertClassifierConfig
 from zoo.bert.text_entry import BertTextEntry, copy_backbone
 from zoo.config import ConfigError
-from zoo.entry import Servable
+from zoo.entry import Servable, TrainingLength
 
 LABELS = "labels.txt"
 CLASS_WEIGHTS = "class_weights.json"
@@ -65,6 +65,19 @@ class BertClassifier(BertTextEntry):
     default_data = "builtin:reviews"  # generated; users bring their own (CSV/TSV/JSONL/folder/TFDS)
     requires_labels = True
     task_metric = "accuracy"  # in percentage points
+    validation_metric = ("accuracy", "max")
+    training_length = TrainingLength(steps=6000, min_epochs=2, max_epochs=20)
+    # A transformer trained from scratch (or from the zoo's small MLM) stalls at chance with
+    # Adam 1e-3 and no warmup; AdamW with warmup and linear decay learns (WORKSPACE_NOTES.md,
+    # "Defaults"). A pretrained preset gets BERT's fine-tuning rate instead.
+    trainer_defaults = {"optimizer": "adamw", "learning_rate": 5e-4, "warmup_fraction": 0.05,
+                        "lr_schedule": "linear", "weight_decay": 0.01, "batch_size": 32, "clipnorm": 1.0}
+
+    @classmethod
+    def trainer_defaults_for(cls, config):
+        if config.preset_dir:
+            return {**cls.trainer_defaults, "learning_rate": 5e-5}
+        return dict(cls.trainer_defaults)
 
     def __init__(self, config, workdir):
         super().__init__(config, workdir)

@@ -15,7 +15,7 @@ import tensorflow as tf
 from zoo import registry
 from zoo.bert.config import BertMlmConfig
 from zoo.bert.text_entry import BertTextEntry
-from zoo.entry import Servable
+from zoo.entry import Servable, TrainingLength
 
 MASK_TEXT = "[MASK]"
 FIRST_ORDINARY_TOKEN = 5  # random replacements skip the special tokens of a learned vocabulary
@@ -47,6 +47,12 @@ class BertMaskedLanguageModel(BertTextEntry):
     description = "BERT masked-language-model pretraining on unlabelled text (for bert_classifier --init_from)."
     config_class = BertMlmConfig
     default_data = "builtin:reviews"
+    validation_metric = ("masked_accuracy", "max")
+    training_length = TrainingLength(steps=20000, min_epochs=1, max_epochs=40)
+    # BERT's pretraining recipe (AdamW, warmup, linear decay, weight decay 0.01) at the rate
+    # small transformers take (WORKSPACE_NOTES.md, "Defaults").
+    trainer_defaults = {"optimizer": "adamw", "learning_rate": 5e-4, "warmup_fraction": 0.05,
+                        "lr_schedule": "linear", "weight_decay": 0.01, "batch_size": 128, "clipnorm": 1.0}
 
     @property
     def max_predictions(self):

@@ -4,7 +4,7 @@ import tensorflow as tf
 from keras import ops
 
 from zoo import registry
-from zoo.entry import Phase
+from zoo.entry import Phase, TrainingLength
 from zoo.gan import losses
 from zoo.gan.config import GanConfig
 from zoo.gan.model import Gan
@@ -35,6 +35,7 @@ class GanEntry(GenerativeImageEntry):
     # On MNIST, one epoch: Fréchet 12-27 with these against 219.7 at the trainer's beta_1 0.9
     # and batch 128 (WORKSPACE_NOTES.md "GAN against the keras-io ... peer").
     trainer_defaults = {"learning_rate": 2e-4, "beta_1": 0.5, "batch_size": 32, "clipnorm": 0.0}
+    training_length = TrainingLength(steps=6000, min_epochs=2, max_epochs=200)
 
     def build_model(self):
         c = self.config

@@ -50,6 +50,7 @@ class GenerativeImageEntry(ZooEntry):
     default_data = "builtin:shapes"
     tflite_signature = None
     task_metric = "neg_frechet_distance"
+    validation_metric = ("frechet_distance", "min")
 
     def __init__(self, config, workdir):
         super().__init__(config, workdir)

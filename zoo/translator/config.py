@@ -18,11 +18,16 @@ class TranslatorConfig:
         bidirectional: read the source both ways.
         attention: "luong", "bahdanau" or "none".
         dropout: dropout rate between layers.
+        label_smoothing: share of each target token's probability spread evenly over the
+            vocabulary in the training loss (validation loss is the plain cross-entropy).
         max_source_length: source tokens kept (longer inputs are cut).
         max_target_length: target tokens produced, the end token included.
         decode: "beam" or "greedy", used by `predict`, `evaluate` and `serving_default`.
         beam_size: hypotheses kept by beam search.
         length_penalty: GNMT length penalty exponent for ranking finished beams.
+        tune_decoding: at the end of training, choose the beam size (1, 4, 8) and length
+            penalty (0, 0.6, 1, 1.5) by chrF on the validation split's `eval_examples`, and
+            decode with them from then on (`assets/decoding.json`; `decode=greedy` keeps greedy).
         source_column: TSV column (from 0) of the source text.
         target_column: TSV column of the target text.
         source_key: TFDS feature of the source text (empty: the dataset's supervised keys).
@@ -38,11 +43,13 @@ class TranslatorConfig:
     bidirectional: bool = True
     attention: str = "luong"
     dropout: float = 0.2
+    label_smoothing: float = 0.1
     max_source_length: int = 24
     max_target_length: int = 24
     decode: str = "beam"
     beam_size: int = 4
     length_penalty: float = 0.6
+    tune_decoding: bool = True
     source_column: int = 0
     target_column: int = 1
     source_key: str = ""
@@ -52,6 +59,8 @@ class TranslatorConfig:
     def __post_init__(self):
         if self.decode not in ("beam", "greedy"):
             raise ConfigError(f"--config decode: must be 'beam' or 'greedy', got {self.decode!r}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"--config label_smoothing={self.label_smoothing}: expected 0 <= value < 1.")
         if self.attention not in ("luong", "bahdanau", "none"):
             raise ConfigError(
                 f"--config attention: must be 'luong', 'bahdanau' or 'none', got {self.attention!r}."

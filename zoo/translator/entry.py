@@ -1,20 +1,26 @@
 """The `translator` zoo entry: data, vocabularies, loss, metrics and what is served."""
 
 import functools
+import json
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import registry, sources
+from zoo import registry, sources, workdir as workdirs
 from zoo.datasets import dates
-from zoo.entry import Servable, ZooEntry
+from zoo.entry import Servable, TrainingLength, ZooEntry
 from zoo.text import spm
+from zoo.text.losses import token_cross_entropy
 from zoo.translator.config import TranslatorConfig
 from zoo.translator.model import BOS, EOS, PAD, Seq2SeqTranslator
 
 BUILTINS = {"dates": dates.split}
+DECODING_FILE = "decoding.json"
+# (beam size, length penalty) tried by `tune_decoding`; beam 1 ranks one hypothesis, so one
+# penalty is enough for it.
+DECODING_GRID = [(1, 0.0)] + [(b, lp) for b in (4, 8) for lp in (0.0, 0.6, 1.0, 1.5)]
 VOCAB_SENTENCES = 500_000
 
 
@@ -39,10 +45,18 @@ class Translator(ZooEntry):
     description = "Encoder-decoder LSTM translator with attention; greedy and beam search."
     config_class = TranslatorConfig
     default_data = "builtin:dates"
+    validation_metric = ("chrf", "max")
+    # Warmup, then cosine decay to 0 at the last step (or the end of a time budget); with
+    # label smoothing (config) against the overconfidence of a small corpus
+    # (WORKSPACE_NOTES.md, "Defaults").
+    trainer_defaults = {"learning_rate": 2e-3, "warmup_fraction": 0.05, "lr_schedule": "cosine"}
+    training_length = TrainingLength(steps=8000, min_epochs=2, max_epochs=40)
 
     def __init__(self, config, workdir):
         super().__init__(config, workdir)
         self._pairs_cache = {}
+        # Beam settings in use: the config's, until `on_training_end` chooses others.
+        self.beam_size, self.length_penalty = config.beam_size, config.length_penalty
         self.source_tokenizer = self.target_tokenizer = None
 
     # Data.
@@ -120,6 +134,34 @@ class Translator(ZooEntry):
     def load_assets(self):
         self.source_tokenizer = spm.load(os.path.join(self.assets_dir, "source.model"))
         self.target_tokenizer = spm.load(os.path.join(self.assets_dir, "target.model"))
+        path = os.path.join(self.assets_dir, DECODING_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                chosen = json.load(f)
+            self.beam_size, self.length_penalty = chosen["beam_size"], chosen["length_penalty"]
+
+    def on_training_end(self, model, source):
+        """Chooses the beam size and length penalty by validation chrF (`tune_decoding`)."""
+        import sacrebleu
+
+        c = self.config
+        if not c.tune_decoding or c.decode != "beam":
+            return {}
+        src, refs = self._texts(source, "validation", limit=c.eval_examples)
+        scores = {}
+        for beam_size, length_penalty in DECODING_GRID:
+            self.beam_size, self.length_penalty = beam_size, length_penalty
+            self._translate_fn.cache_clear()
+            hyps = self.translate(model, src)
+            scores[(beam_size, length_penalty)] = sacrebleu.corpus_chrf(hyps, [refs]).score
+        (beam_size, length_penalty), best = max(scores.items(), key=lambda kv: kv[1])
+        self.beam_size, self.length_penalty = beam_size, length_penalty
+        self._translate_fn.cache_clear()
+        table = {f"beam{b}_lp{lp:g}": round(s, 3) for (b, lp), s in scores.items()}
+        workdirs.write_json(os.path.join(self.assets_dir, DECODING_FILE),
+                    {"beam_size": beam_size, "length_penalty": length_penalty, "chrf": best,
+                     "examples": len(refs), "tried": table})
+        return {"chrf": best, "beam_size": beam_size, "length_penalty": length_penalty}
 
     def encode_sources(self, texts):
         """Source ids [B, max_source_length] for a batch of strings."""
@@ -158,12 +200,13 @@ class Translator(ZooEntry):
         )
 
     def loss(self, model, batch, training):
-        """Mean token cross-entropy of each example, padding excluded."""
+        """Mean token cross-entropy of each example, padding excluded (label-smoothed when
+        training)."""
         logits = model({"source": batch["source"], "target_in": batch["target_in"]}, training=training)
         logits = keras.ops.cast(logits, "float32")  # the loss in float32 under mixed precision
         labels = batch["labels"]
         mask = keras.ops.cast(keras.ops.not_equal(labels, PAD), logits.dtype)
-        ce = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        ce = token_cross_entropy(labels, logits, self.config.label_smoothing if training else 0.0)
         return keras.ops.sum(ce * mask, -1) / keras.ops.maximum(keras.ops.sum(mask, -1), 1.0)
 
     # Decoding.
@@ -171,7 +214,7 @@ class Translator(ZooEntry):
         c = self.config
         if (method or c.decode) == "greedy":
             return model.greedy_decode(ids, c.max_target_length)
-        return model.beam_search(ids, c.max_target_length, c.beam_size, c.length_penalty)
+        return model.beam_search(ids, c.max_target_length, self.beam_size, self.length_penalty)
 
     def detokenize(self, ids):
         """Strings for decoded ids [B, T], each cut at its first end or pad token."""

@@ -36,7 +36,7 @@ class VaeConfig(ImageDataConfig):
             negative ELBO (weight 1).
     """
 
-    latent_dim: int = 16
+    latent_dim: int = 32
     filters: Tuple[int, ...] = (32, 64)
     dense_units: int = 0
     kernel_size: int = 3

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import registry, sources
-from zoo.entry import Servable
+from zoo.entry import Servable, TrainingLength
 from zoo.images import grid
 from zoo.images.data import conform
 from zoo.images.entry import INTERPOLATION_ROWS, RECONSTRUCTION_PAIRS, GenerativeImageEntry, to_uint8
@@ -46,6 +46,11 @@ class Vae(GenerativeImageEntry):
     description = "Convolutional VAE (Bernoulli/Gaussian likelihood, KL warm-up, beta); images from latents."
     config_class = VaeConfig
     tflite_signature = "decoder"
+    validation_metric = ("neg_elbo", "min")
+    # Cosine decay from 2e-3 at batch 64, no clipping (a loss summed over pixels makes the
+    # trainer's generic clip at 1.0 bind at every step): WORKSPACE_NOTES.md, "Defaults".
+    trainer_defaults = {"learning_rate": 2e-3, "lr_schedule": "cosine", "batch_size": 64, "clipnorm": 0.0}
+    training_length = TrainingLength(steps=20000, min_epochs=10, max_epochs=200)
 
     def build_model(self):
         c = self.config
