@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from zoo import commands
+from zoo import commands, registry
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +36,13 @@ def _first_logged_loss(workdir):
         return next(json.loads(line)["loss"] for line in f if json.loads(line)["kind"] == "train")
 
 
+def _train(model, workdir, data, steps, overrides=()):
+    """`zoo train` with the entry's defaults; checks that its task metric is reported."""
+    result = commands.train(model, workdir, data=data, steps=steps, overrides=list(overrides))
+    assert registry.get(model).validation_metric[0] in result, result  # early_stopping_metric=task finds it
+    return result
+
+
 def _trainer_config(workdir):
     with open(os.path.join(workdir, "zoo.json")) as f:
         return json.load(f)["trainer_config"]
@@ -46,8 +53,8 @@ def test_bert_classifier_defaults_learn_sst2(tmp_path, shared_data):
     train = _write_tsv(tmp_path / "train.tsv", "text\tlabel",
                        _read_tsv(os.path.join(data, "sst2_train.tsv"), 8000))
     workdir = str(tmp_path / "bert")
-    result = commands.train("bert_classifier", workdir, data=train, steps=300,
-                            overrides=[f"validation_data={os.path.join(data, 'sst2_dev.tsv')}"])
+    result = _train("bert_classifier", workdir, train, 300,
+                    overrides=[f"validation_data={os.path.join(data, 'sst2_dev.tsv')}"])
     assert _trainer_config(workdir)["optimizer"] == "adamw"  # the entry's defaults, not the trainer's
     # Chance: cross-entropy ln 2 = 0.693 and 50.9% accuracy (the majority class of the dev set).
     assert result["val_loss"] < 0.62, result
@@ -59,7 +66,7 @@ def test_bert_mlm_defaults_learn_sst2_text(tmp_path, shared_data):
     text = tmp_path / "text.txt"
     text.write_text("".join(r[0] + "\n" for r in rows), encoding="utf-8")
     workdir = str(tmp_path / "mlm")
-    result = commands.train("bert_mlm", workdir, data=str(text), steps=80, overrides=["eval_examples=256"])
+    result = _train("bert_mlm", workdir, str(text), 80, overrides=["eval_examples=256"])
     with open(os.path.join(workdir, "assets", "vocab.txt"), encoding="utf-8") as f:
         chance = math.log(sum(1 for _ in f))  # uniform over the vocabulary
     assert result["val_loss"] < 0.6 * chance, (result, chance)
@@ -70,7 +77,7 @@ def test_bert_mlm_defaults_learn_sst2_text(tmp_path, shared_data):
 def test_translator_defaults_learn_eng_fra(tmp_path, shared_data):
     pairs = os.path.join(shared_data, "translation", "eng_fra.tsv")
     workdir = str(tmp_path / "translator")
-    result = commands.train("translator", workdir, data=pairs, steps=400, overrides=["eval_examples=200"])
+    result = _train("translator", workdir, pairs, 500, overrides=["eval_examples=200"])
     assert result["val_loss"] < 0.5 * math.log(4000), result  # uniform over the target pieces: 8.3
     entry, trainer, source = commands.restore(workdir)
     untrained = entry.evaluate(entry.build_model(), source, "validation")["chrf"]
@@ -83,8 +90,8 @@ def test_translator_defaults_learn_eng_fra(tmp_path, shared_data):
 def test_vae_defaults_learn_mnist(tmp_path, shared_data):
     mnist = os.path.join(shared_data, "images", "mnist_train.npz")
     workdir = str(tmp_path / "vae")
-    result = commands.train("vae", workdir, data=mnist, steps=800,
-                            overrides=["eval_examples=1000", "frechet_examples=500", "frechet_train_steps=200"])
+    result = _train("vae", workdir, mnist, 800,
+                    overrides=["eval_examples=1000", "frechet_examples=500", "frechet_train_steps=200"])
     # A decoder that outputs logits 0 scores 784 ln 2 = 543 nats; the keras-io peer ends 10 epochs at 155.
     assert _first_logged_loss(workdir) > result["neg_elbo"]
     assert result["neg_elbo"] < 130.0, result
@@ -93,8 +100,8 @@ def test_vae_defaults_learn_mnist(tmp_path, shared_data):
 def test_gan_defaults_learn_mnist(tmp_path, shared_data):
     mnist = os.path.join(shared_data, "images", "mnist_train.npz")
     workdir = str(tmp_path / "gan")
-    result = commands.train("gan", workdir, data=mnist, steps=400,
-                            overrides=["eval_examples=500", "frechet_examples=500", "frechet_train_steps=200"])
+    result = _train("gan", workdir, mnist, 400,
+                    overrides=["eval_examples=500", "frechet_examples=500", "frechet_train_steps=200"])
     entry, trainer, source = commands.restore(workdir)
     untrained = entry.evaluate(entry.build_model(), source, "validation")["frechet_distance"]
     assert result["frechet_distance"] < 0.3 * untrained, (result, untrained)
