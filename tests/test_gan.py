@@ -166,6 +166,11 @@ def test_fresh_training_starts_from_dcgan_optimizer_settings():
     _, overridden = commands.initial_configs(registry.get("gan"), "small", ["beta_1=0.9", "batch_size=64"])
     assert (overridden.beta_1, overridden.batch_size, overridden.learning_rate) == (0.9, 64, 2e-4)
     _, vae = commands.initial_configs(registry.get("vae"), "small")
-    assert vae == TrainerConfig()
+    assert (vae.beta_1, vae.learning_rate, vae.lr_schedule, vae.clipnorm) == (0.9, 2e-3, "cosine", 0.0)
+    # Defaults can depend on the model config: a pretrained BERT gets a fine-tuning rate.
+    bert = registry.get("bert_classifier")
+    assert commands.initial_configs(bert, "small")[1].learning_rate == 5e-4
+    assert commands.initial_configs(bert, "small", ["preset_dir=/models/bert"])[1].learning_rate == 5e-5
+    assert commands.initial_configs(bert, "small", ["preset_dir=/m", "learning_rate=1e-4"])[1].learning_rate == 1e-4
     with pytest.raises(Exception, match="beta_1=1.5"):
         make_optimizer(dataclasses.replace(trainer_config, beta_1=1.5), 10)
