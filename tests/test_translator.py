@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -86,3 +88,39 @@ def test_tfds_translation_source(tmp_path):
     assert batch["source"].shape == (8, c.max_source_length)
     assert batch["labels"].shape == (8, c.max_target_length)
     assert int(tf.reduce_sum(tf.cast(batch["labels"] == EOS, tf.int32))) == 8
+
+
+def test_decoding_settings_are_chosen_on_validation_and_kept(tmp_path):
+    from zoo.translator.entry import DECODING_FILE, DECODING_GRID
+
+    entry, source = helpers.tiny_entry("translator", tmp_path)
+    entry.config.eval_examples, entry.config.tune_decoding = 20, True
+    model = entry.build_model()
+    chosen = entry.on_training_end(model, source)
+    record = json.load(open(tmp_path / "assets" / DECODING_FILE))
+    assert len(record["tried"]) == len(DECODING_GRID) and record["examples"] == 20
+    assert record["chrf"] == pytest.approx(chosen["chrf"])
+    assert record["chrf"] == pytest.approx(max(record["tried"].values()), abs=1e-3)
+    assert (entry.beam_size, entry.length_penalty) == (record["beam_size"], record["length_penalty"])
+    # A new process (evaluate, predict, export) decodes with the chosen settings.
+    again = type(entry)(entry.config, str(tmp_path))
+    again.load_assets()
+    assert (again.beam_size, again.length_penalty) == (record["beam_size"], record["length_penalty"])
+    # Greedy decoding is the user's choice: nothing is tuned.
+    entry.config.decode = "greedy"
+    assert entry.on_training_end(model, source) == {}
+
+
+def test_label_smoothing_applies_to_training_only(tmp_path):
+    from zoo.text.losses import token_cross_entropy
+
+    logits = np.log(np.array([[[0.5, 0.25, 0.25]]], "float32"))
+    smoothed = float(token_cross_entropy(np.array([[0]]), logits, 0.3)[0, 0])
+    assert smoothed == pytest.approx(0.7 * np.log(2) + 0.3 * -np.mean(np.log([0.5, 0.25, 0.25])), rel=1e-5)
+    entry, source = helpers.tiny_entry("translator", tmp_path)
+    model, batch = entry.build_model(), helpers.first_batch(entry, source)
+    plain = np.asarray(entry.loss(model, batch, training=False))
+    entry.config.label_smoothing = 0.0
+    np.testing.assert_allclose(np.asarray(entry.loss(model, batch, training=True)), plain, rtol=1e-5)
+    entry.config.label_smoothing = 0.1
+    assert np.all(np.asarray(entry.loss(model, batch, training=True)) != plain)

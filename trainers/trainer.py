@@ -423,7 +423,7 @@ class Trainer:
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
-        if self.chief and evaluate and step >= total:
+        if self.chief and evaluate:  # the last step, the time budget or early stopping ended it
             tuned = self.entry.on_training_end(self.model, source)
             if tuned:
                 result.update(tuned)
