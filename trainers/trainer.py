@@ -363,6 +363,7 @@ class Trainer:
         deadline = run_start + c.max_seconds if c.max_seconds else math.inf
         configured_total = total
         measured_from = None  # (time, step) after the first chunk, whose time is mostly tracing
+        plan = float(self.planned_steps.numpy())  # kept until this run has measured its pace
         previous_handler = self._install_sigterm_handler()
         try:
             while step < total:
@@ -370,7 +371,7 @@ class Trainer:
                 boundaries += [_next_multiple(step, n) for n in (c.log_every, c.checkpoint_every, steps_per_epoch)]
                 count = min(boundaries) - step
                 chunk_start = time.perf_counter()
-                estimate = self._budget_estimate(step, measured_from, deadline, configured_total)
+                estimate = self._budget_estimate(step, measured_from, deadline, configured_total, plan)
                 losses, stop, planned = train_steps(iterator, tf.constant(count), tf.constant(int(self._stop_requested)),
                                                     tf.constant(estimate, tf.float64))
                 losses = losses.numpy()
@@ -437,16 +438,17 @@ class Trainer:
         return result
 
     @staticmethod
-    def _budget_estimate(step, measured_from, deadline, configured_total):
+    def _budget_estimate(step, measured_from, deadline, configured_total, plan):
         """The step at which the time budget runs out, from this run's mean time per step since
-        its first chunk (evaluations and checkpoints included), within `[step, configured_total]`."""
+        its first chunk (evaluations and checkpoints included), within `[step, configured_total]`;
+        `plan` (the configured total, or a resumed run's last plan) until there is a measurement."""
         now = time.perf_counter()
         if math.isinf(deadline):
             return float(configured_total)
         if now >= deadline:
             return float(step)
-        if measured_from is None or step == measured_from[1]:  # nothing measured yet: keep the plan
-            return float(configured_total)
+        if measured_from is None or step == measured_from[1]:
+            return float(min(plan, configured_total))
         seconds_per_step = (now - measured_from[0]) / (step - measured_from[1])
         return float(min(configured_total, step + (deadline - now) / seconds_per_step))
 
