@@ -69,7 +69,7 @@ def test_bert_mlm_defaults_learn_sst2_text(tmp_path, shared_data):
     result = _train("bert_mlm", workdir, str(text), 80, overrides=["eval_examples=256"])
     with open(os.path.join(workdir, "assets", "vocab.txt"), encoding="utf-8") as f:
         chance = math.log(sum(1 for _ in f))  # uniform over the vocabulary
-    assert result["val_loss"] < 0.6 * chance, (result, chance)
+    assert result["val_loss"] < 0.7 * chance, (result, chance)
     # Chance is 1 / vocabulary (~0.0001); a unigram guess of the commonest piece is ~0.03.
     assert result["masked_accuracy"] > 0.03, result
 
