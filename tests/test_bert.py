@@ -132,6 +132,91 @@ def test_mlm_masks_like_bert_and_is_deterministic(tmp_path):
     assert not np.array_equal(entry.mask(ids, seed + 1)["token_ids"], batch["token_ids"])
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_batches_cut_to_their_longest_text_give_the_same_logits(tmp_path, pooling):
+    rows = [("good", "pos"), ("a dull and boring film with a plot that goes nowhere at all", "neg")] * 20
+    data = write_csv(tmp_path / "reviews.csv", rows)
+    config = BertClassifier.preset("tiny")
+    config.pooling = pooling
+    entry = BertClassifier(config, str(tmp_path / "w"))
+    source = sources.parse(data)
+    entry.prepare(source)
+    model = entry.build_model()
+    static = next(iter(entry.dataset(source, "train", 8, training=True)))
+    assert static["token_ids"].shape[1] == config.sequence_length  # the default: static shapes
+    entry.static_shapes = False  # what the trainer sets without XLA
+    short = next(iter(entry.dataset(source, "train", 8, training=True)))
+    longest = int(np.max(np.sum(static["padding_mask"].numpy(), axis=1)))
+    assert short["token_ids"].shape[1] == -(-longest // 8) * 8 < config.sequence_length
+    np.testing.assert_array_equal(short["token_ids"], static["token_ids"][:, :short["token_ids"].shape[1]])
+    # Padding is masked everywhere (attention and, for "mean", the pooling): cutting it off
+    # changes nothing but the cost.
+    inputs = BertClassifier._inputs
+    np.testing.assert_allclose(model(inputs(short)), model(inputs(static)), atol=1e-5)
+    # The masked LM keeps at least `max_predictions` columns (its training rows are packed full).
+    mlm = BertMaskedLanguageModel(BertMaskedLanguageModel.preset("tiny"), str(tmp_path / "m"))
+    mlm.prepare(sources.parse(write_csv(tmp_path / "short.csv", [("good", "pos")] * 40)))
+    mlm.static_shapes = False
+    batch = next(iter(mlm.dataset(sources.parse(str(tmp_path / "short.csv")), "validation", 8, training=False)))
+    assert batch["token_ids"].shape[1] == max(8, mlm.max_predictions)
+
+
+def test_mlm_packs_texts_into_full_rows(tmp_path):
+    texts = [" ".join(random.Random(i).choices(FILLER, k=1 + i % 7)) for i in range(300)]
+    path = tmp_path / "texts.txt"
+    path.write_text("".join(t + "\n" for t in texts))
+    entry = BertMaskedLanguageModel(BertMaskedLanguageModel.preset("tiny"), str(tmp_path / "w"))
+    source = sources.parse(str(path))
+    entry.prepare(source)
+    w, length = entry.wordpiece, entry.config.sequence_length
+    pieces = sum(len(w.tokenize(tf.constant([t])).flat_values) + 1 for t in entry.texts(source, "train"))
+    assert entry.num_examples(source, "train") == pieces // (length - 1)  # an epoch is one pass
+    ds = entry.dataset(source, "train", 4, training=True, seed=3)
+    rows = []
+    for batch in ds.take(entry.num_examples(source, "train") // 4):
+        unmasked = batch["token_ids"].numpy()  # the masked positions hold their targets again
+        np.put_along_axis(unmasked, batch["mask_positions"].numpy(), batch["mask_ids"].numpy(), axis=1)
+        rows.append(unmasked)
+    rows = np.concatenate(rows)
+    assert rows.shape[1] == length and (rows[:, 0] == w.cls_id).all()
+    assert not (rows == w.pad_id).any()  # no padding: full rows
+    # Whole texts follow each other, each closed by [SEP] (rows cut anywhere).
+    stream = rows[:, 1:].reshape(-1)
+    ends = np.flatnonzero(stream == w.sep_id)
+    decoded = [" ".join(w.vocabulary[t] for t in stream[a + 1:b]).replace(" ##", "")
+               for a, b in zip(ends[:-1], ends[1:])]
+    known = {" ".join(t.split()) for t in entry.texts(source, "train")}
+    assert len(decoded) > 100 and set(decoded) <= known
+    first, again = (next(iter(entry.dataset(source, "train", 4, training=True, seed=3))) for _ in range(2))
+    np.testing.assert_array_equal(again["token_ids"], first["token_ids"])  # same seed, same rows and masks
+    # Validation keeps one text a row.
+    assert entry.num_examples(source, "validation") == len(entry.texts(source, "validation"))
+
+
+def test_token_dropout_masks_ordinary_pieces_from_stateless_seeds(tmp_path):
+    data = write_csv(tmp_path / "reviews.csv", reviews(400))
+    config = BertClassifier.preset("tiny")
+    config.token_dropout = 0.2
+    entry = BertClassifier(config, str(tmp_path / "w"))
+    source = sources.parse(data)
+    entry.prepare(source)
+    w = entry.wordpiece
+    batch, again = (next(iter(entry.dataset(source, "train", 64, training=True, seed=5))) for _ in range(2))
+    np.testing.assert_array_equal(batch["token_ids"], again["token_ids"])  # resume/replicas: same masks
+    ids = batch["token_ids"].numpy()
+    special = np.isin(ids, [w.pad_id, w.cls_id, w.sep_id])
+    masked = ids == w.mask_id
+    assert not (masked & special).any()
+    assert 0.12 < masked.sum() / (~special).sum() < 0.28  # about 0.2 of the ordinary pieces
+    validation = next(iter(entry.dataset(source, "validation", 64, training=False)))
+    assert not (validation["token_ids"].numpy() == w.mask_id).any()  # held-out texts untouched
+
+
+def test_pooling_setting_is_checked():
+    with pytest.raises(ConfigError, match="pooling=max: expected cls or mean"):
+        BertClassifier.config_class(pooling="max")
+
+
 @pytest.mark.slow
 def test_classifier_passes_the_shared_checks(tmp_path):
     data = write_csv(tmp_path / "reviews.csv", reviews(200))

@@ -103,6 +103,9 @@ class Trainer:
         self.length_note = ""
         if source is not None:
             self._plan_length(source)
+        # XLA (a TPU, jit_compile) compiles the step once per input shape; elsewhere batches
+        # may be cut to their longest example.
+        entry.static_shapes = bool(c.jit_compile) or isinstance(self.strategy, tf.distribute.TPUStrategy)
         with self.strategy.scope():
             self.model = entry.build_model()
             self.model.build()

@@ -145,8 +145,14 @@ class ZooEntry:
     def load_assets(self):
         """Loads what `prepare` wrote."""
 
+    # Whether batches must keep static shapes (TPU, XLA: each new shape compiles the step
+    # again). The trainer sets it to False on its entry when the step runs without XLA; an
+    # entry may then cut each batch's padding (a padded token costs as much as a real one).
+    static_shapes = True
+
     def dataset(self, source, split, batch_size, training, seed=0):
-        """A `tf.data.Dataset` of batches with static shapes (repeated when training)."""
+        """A `tf.data.Dataset` of batches (repeated when training), with static shapes unless
+        `static_shapes` is False."""
         raise NotImplementedError
 
     def num_examples(self, source, split):

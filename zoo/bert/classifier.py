@@ -15,6 +15,7 @@ from zoo.bert.config import ARCHITECTURE, BertClassifierConfig
 from zoo.bert.text_entry import BertTextEntry, copy_backbone
 from zoo.config import ConfigError
 from zoo.entry import Servable, TrainingLength
+from zoo.text.losses import token_cross_entropy
 
 LABELS = "labels.txt"
 CLASS_WEIGHTS = "class_weights.json"
@@ -36,6 +37,28 @@ def _sorted_labels(labels):
         return sorted(labels, key=int)
     except ValueError:
         return labels
+
+
+class MeanPooledClassifier(keras.Model):
+    """A BERT backbone whose head reads the mean of the final token vectors (padding left out).
+
+    Functional, like keras-hub's `BertTextClassifier`, and with the same `backbone` attribute,
+    so checkpoints, `--init_from` and the exporter treat both heads alike.
+    """
+
+    def __init__(self, backbone, num_classes, dropout, **kwargs):
+        inputs = backbone.input
+        sequence = backbone(inputs)["sequence_output"]
+        mask = keras.ops.expand_dims(keras.ops.cast(inputs["padding_mask"], sequence.dtype), -1)
+        pooled = keras.ops.sum(sequence * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+        pooled = keras.layers.Dropout(dropout, name="output_dropout")(pooled)
+        logits = keras.layers.Dense(num_classes, name="logits")(pooled)
+        super().__init__(inputs=inputs, outputs=logits, name=kwargs.pop("name", "bert_classifier"), **kwargs)
+        self.backbone = backbone
+
+    def build(self, input_shape=None):
+        # Functional: built by __init__.
+        self.built = True
 
 
 @registry.register("bert_classifier")
@@ -159,12 +182,30 @@ class BertClassifier(BertTextEntry):
         ds = tf.data.Dataset.from_tensor_slices((self.token_ids(source, split), labels))
         if training:
             ds = ds.shuffle(len(examples), seed=seed).repeat()
-        ds = ds.batch(batch_size, drop_remainder=training)
-        return ds.map(lambda ids, labels: {**self.backbone_inputs(ids), "labels": labels},
-                      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=training).enumerate()
+        rate = self.config.token_dropout if training else 0.0
+
+        def make(index, batch):
+            ids, labels = batch
+            ids = self.trim(ids)
+            if rate:
+                ids = self.drop_tokens(ids, rate, tf.stack([tf.cast(seed, tf.int64), index]))
+            return {**self.backbone_inputs(ids), "labels": labels}
+
+        return ds.map(make, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def drop_tokens(self, token_ids, rate, seed):
+        """Ids [B, L] with each ordinary word piece replaced by `[MASK]` with probability `rate`
+        (a stateless draw from the `seed` pair: the same on every replica and after a resume)."""
+        w = self.wordpiece
+        ordinary = (token_ids != w.pad_id) & (token_ids != w.cls_id) & (token_ids != w.sep_id)
+        drop = ordinary & (tf.random.stateless_uniform(tf.shape(token_ids), seed) < rate)
+        return tf.where(drop, w.mask_id, token_ids)
 
     # Model.
     def build_model(self):
+        if self.config.pooling == "mean":
+            return MeanPooledClassifier(self.backbone(), len(self.label_names), self.config.dropout)
         return keras_hub.models.BertTextClassifier(self.backbone(), len(self.label_names), preprocessor=None,
                                                    dropout=self.config.dropout, name="bert_classifier")
 
@@ -189,7 +230,7 @@ class BertClassifier(BertTextEntry):
 
     def loss(self, model, batch, training):
         logits = keras.ops.cast(model(self._inputs(batch), training=training), "float32")
-        ce = keras.losses.sparse_categorical_crossentropy(batch["labels"], logits, from_logits=True)
+        ce = token_cross_entropy(batch["labels"], logits, self.config.label_smoothing if training else 0.0)
         return ce * keras.ops.take(keras.ops.convert_to_tensor(self.class_weight), batch["labels"])
 
     # Results.

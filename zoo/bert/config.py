@@ -104,11 +104,29 @@ class BertClassifierConfig(BertConfig):
             or `name:weight,...` for each label.
         init_from: a `bert_mlm` workdir whose pretrained backbone (and vocabulary) the
             classifier starts from (`--init_from=WORKDIR`).
+        pooling: what the head reads: "cls" (BERT's `[CLS]` vector through its tanh
+            pooler) or "mean" (the average of the final token vectors, padding left out).
+        label_smoothing: share of each training target spread evenly over the labels
+            (validation losses are not smoothed).
+        token_dropout: share of each training text's word pieces replaced by `[MASK]`
+            (drawn in the input pipeline from stateless seeds, like the masked LM's masks).
     """
 
     label_names: str = ""
     class_weights: str = ""
     init_from: str = ""
+    pooling: str = "cls"
+    label_smoothing: float = 0.0
+    token_dropout: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.token_dropout < 1.0:
+            raise ConfigError(f"--config token_dropout={self.token_dropout}: expected a share in [0, 1).")
+        if self.pooling not in ("cls", "mean"):
+            raise ConfigError(f"--config pooling={self.pooling}: expected cls or mean.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"--config label_smoothing={self.label_smoothing}: expected a share in [0, 1).")
 
 
 @dataclasses.dataclass
@@ -120,10 +138,15 @@ class BertMlmConfig(BertConfig):
             80% become `[MASK]`, 10% a random token, 10% stay.
         max_predictions: most masked positions per example (0: `mask_rate` of
             `sequence_length`, rounded up).
+        pack: training rows are filled with consecutive texts (each ending in `[SEP]`, in
+            shuffled order) instead of one padded text each (RoBERTa's "full sentences"):
+            short texts then cost no padding, and an epoch is one pass over the text.
+            Validation keeps one text a row.
     """
 
     mask_rate: float = 0.15
     max_predictions: int = 0
+    pack: bool = True
 
     def __post_init__(self):
         super().__post_init__()

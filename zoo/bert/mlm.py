@@ -80,15 +80,34 @@ class BertMaskedLanguageModel(BertTextEntry):
         return {**self.backbone_inputs(masked), "mask_positions": positions, "mask_ids": targets,
                 "mask_weights": weights}
 
-    def dataset(self, source, split, batch_size, training, seed=0):
+    def _packed_texts(self, source, split):
+        """Each text's word pieces after `[CLS]`, its `[SEP]` included (ragged), and their count."""
         ids = self.token_ids(source, split)
-        ds = tf.data.Dataset.from_tensor_slices(ids)
-        if training:
-            ds = ds.shuffle(len(ids), seed=seed).repeat()
+        lengths = (ids != self.wordpiece.pad_id).sum(axis=1)
+        return tf.RaggedTensor.from_tensor(ids[:, 1:], lengths=lengths - 1), int(lengths.sum() - len(ids))
+
+    def num_examples(self, source, split):
+        if split == "train" and self.config.pack:  # packed rows
+            return max(1, self._packed_texts(source, split)[1] // (self.config.sequence_length - 1))
+        return super().num_examples(source, split)
+
+    def dataset(self, source, split, batch_size, training, seed=0):
+        if training and self.config.pack:
+            texts, _ = self._packed_texts(source, split)
+            # Indices through the shuffle buffer (the checkpointed input position stays small),
+            # then the texts' pieces one after another, cut into rows after a `[CLS]`.
+            ds = tf.data.Dataset.range(texts.nrows()).shuffle(texts.nrows(), seed=seed).repeat()
+            ds = ds.map(lambda i: texts[i]).unbatch().batch(self.config.sequence_length - 1, drop_remainder=True)
+            ds = ds.map(lambda row: tf.concat([[self.wordpiece.cls_id], row], 0))
+        else:
+            ids = self.token_ids(source, split)
+            ds = tf.data.Dataset.from_tensor_slices(ids)
+            if training:
+                ds = ds.shuffle(len(ids), seed=seed).repeat()
         ds = ds.batch(batch_size, drop_remainder=training).enumerate()
 
         def mask(index, batch):
-            return self.mask(batch, tf.stack([tf.cast(seed, tf.int64), index]))
+            return self.mask(self.trim(batch, self.max_predictions), tf.stack([tf.cast(seed, tf.int64), index]))
 
         return ds.map(mask, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -146,6 +146,18 @@ class BertTextEntry(ZooEntry):
         ids = self.wordpiece.encode(texts, self.config.sequence_length)
         return self.backbone_inputs(ids)
 
+    def trim(self, token_ids, minimum=1):
+        """A batch of ids [B, L] cut after its last non-padding column (rounded up to a multiple
+        of 8, at least `minimum`), unless the trainer needs static shapes. Short texts padded
+        to `sequence_length` would otherwise cost as much as long ones (SST-2's phrases
+        average 12 word pieces of 64)."""
+        if self.static_shapes:
+            return token_ids
+        length = tf.shape(token_ids)[1]
+        used = tf.reduce_max(tf.where(token_ids != self.wordpiece.pad_id, tf.range(1, length + 1), 0))
+        keep = tf.clip_by_value((used + 7) // 8 * 8, tf.minimum(minimum, length), length)
+        return token_ids[:, :keep]
+
     def backbone_inputs(self, token_ids):
         token_ids = tf.cast(token_ids, tf.int32)
         return {"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),

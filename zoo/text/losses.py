@@ -1,4 +1,4 @@
-"""Token losses shared by the text generators (translator; T5 and the language model later)."""
+"""Cross-entropy shared by the text models (translator, BERT classifier; T5 and the language model later)."""
 
 from keras import ops
 
