@@ -89,7 +89,7 @@ class BertClassifier(BertTextEntry):
     requires_labels = True
     task_metric = "accuracy"  # in percentage points
     validation_metric = ("accuracy", "max")
-    training_length = TrainingLength(steps=6000, min_epochs=2, max_epochs=20)
+    training_length = TrainingLength(steps=2000, min_epochs=1, max_epochs=20)
     # A transformer trained from scratch (or from the zoo's small MLM) stalls at chance with
     # Adam 1e-3 and no warmup; AdamW with warmup and linear decay learns (WORKSPACE_NOTES.md,
     # "Defaults"). A pretrained preset gets BERT's fine-tuning rate instead.
