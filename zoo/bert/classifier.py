@@ -197,10 +197,8 @@ class BertClassifier(BertTextEntry):
     def drop_tokens(self, token_ids, rate, seed):
         """Ids [B, L] with each ordinary word piece replaced by `[MASK]` with probability `rate`
         (a stateless draw from the `seed` pair: the same on every replica and after a resume)."""
-        w = self.wordpiece
-        ordinary = (token_ids != w.pad_id) & (token_ids != w.cls_id) & (token_ids != w.sep_id)
-        drop = ordinary & (tf.random.stateless_uniform(tf.shape(token_ids), seed) < rate)
-        return tf.where(drop, w.mask_id, token_ids)
+        drop = self.ordinary_pieces(token_ids) & (tf.random.stateless_uniform(tf.shape(token_ids), seed) < rate)
+        return tf.where(drop, self.wordpiece.mask_id, token_ids)
 
     # Model.
     def build_model(self):

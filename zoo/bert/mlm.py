@@ -64,7 +64,7 @@ class BertMaskedLanguageModel(BertTextEntry):
         """BERT's masking of a batch of ids [B, L], from a stateless `seed` pair."""
         w = self.wordpiece
         batch, predictions = tf.shape(token_ids)[0], self.max_predictions
-        candidates = (token_ids != w.pad_id) & (token_ids != w.cls_id) & (token_ids != w.sep_id)
+        candidates = self.ordinary_pieces(token_ids)
         scores = tf.where(candidates, tf.random.stateless_uniform(tf.shape(token_ids), seed), 2.0)
         # The positions with the lowest scores are chosen; those under the rate are predicted.
         negative, positions = tf.math.top_k(-scores, predictions)
@@ -80,20 +80,20 @@ class BertMaskedLanguageModel(BertTextEntry):
         return {**self.backbone_inputs(masked), "mask_positions": positions, "mask_ids": targets,
                 "mask_weights": weights}
 
-    def _packed_texts(self, source, split):
-        """Each text's word pieces after `[CLS]`, its `[SEP]` included (ragged), and their count."""
+    def _packed_lengths(self, source, split):
+        """Ids of a split and each text's word pieces after `[CLS]`, its `[SEP]` included."""
         ids = self.token_ids(source, split)
-        lengths = (ids != self.wordpiece.pad_id).sum(axis=1)
-        return tf.RaggedTensor.from_tensor(ids[:, 1:], lengths=lengths - 1), int(lengths.sum() - len(ids))
+        return ids, (ids != self.wordpiece.pad_id).sum(axis=1) - 1
 
     def num_examples(self, source, split):
         if split == "train" and self.config.pack:  # packed rows
-            return max(1, self._packed_texts(source, split)[1] // (self.config.sequence_length - 1))
+            return max(1, int(self._packed_lengths(source, split)[1].sum()) // (self.config.sequence_length - 1))
         return super().num_examples(source, split)
 
     def dataset(self, source, split, batch_size, training, seed=0):
         if training and self.config.pack:
-            texts, _ = self._packed_texts(source, split)
+            ids, lengths = self._packed_lengths(source, split)
+            texts = tf.RaggedTensor.from_tensor(ids[:, 1:], lengths=lengths)
             # Indices through the shuffle buffer (the checkpointed input position stays small),
             # then the texts' pieces one after another, cut into rows after a `[CLS]`.
             ds = tf.data.Dataset.range(texts.nrows()).shuffle(texts.nrows(), seed=seed).repeat()

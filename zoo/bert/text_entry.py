@@ -158,6 +158,11 @@ class BertTextEntry(ZooEntry):
         keep = tf.clip_by_value((used + 7) // 8 * 8, tf.minimum(minimum, length), length)
         return token_ids[:, :keep]
 
+    def ordinary_pieces(self, token_ids):
+        """Where ids [B, L] hold text word pieces (not padding, `[CLS]` or `[SEP]`)."""
+        w = self.wordpiece
+        return (token_ids != w.pad_id) & (token_ids != w.cls_id) & (token_ids != w.sep_id)
+
     def backbone_inputs(self, token_ids):
         token_ids = tf.cast(token_ids, tf.int32)
         return {"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),
