@@ -3,7 +3,7 @@ import pytest
 import zoo  # noqa: F401  (imports every entry)
 from zoo import registry
 
-EXPECTED = {"translator", "vae", "gan", "bert_classifier", "bert_mlm"}
+EXPECTED = {"translator", "vae", "gan", "bert_classifier", "bert_mlm", "t5"}
 
 
 def test_registry_holds_every_entry():

@@ -6,5 +6,6 @@ from zoo.vae import entry as _vae  # noqa: F401  (registers "vae")
 from zoo.gan import entry as _gan  # noqa: F401  (registers "gan")
 from zoo.bert import classifier as _bert_classifier  # noqa: F401  (registers "bert_classifier")
 from zoo.bert import mlm as _bert_mlm  # noqa: F401  (registers "bert_mlm")
+from zoo.t5 import entry as _t5  # noqa: F401  (registers "t5")
 
 __all__ = ["registry"]

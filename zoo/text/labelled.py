@@ -39,8 +39,9 @@ class Rows:
 
 
 class _Collector:
-    def __init__(self, skip_bad_rows):
+    def __init__(self, skip_bad_rows, names=("text", "label")):
         self.skip_bad_rows = skip_bad_rows
+        self.names = names
         self.rows = Rows([])
 
     def add(self, text, label, where, require_label, labels=None):
@@ -48,9 +49,9 @@ class _Collector:
         label = None if label is None or str(label).strip() == "" else str(label).strip()
         problem = None
         if not text.strip():
-            problem = f"{where}: empty text"
+            problem = f"{where}: empty {self.names[0]}"
         elif require_label and label is None:
-            problem = f"{where}: missing label"
+            problem = f"{where}: missing {self.names[1]}"
         elif labels is not None and label is not None and label not in labels:
             problem = f"{where}: unknown label {label!r}; expected one of {sorted(labels)}"
         if problem is None:
@@ -75,7 +76,7 @@ def _table(path, delimiter, text_column, label_column, collector, require_label,
         for name in columns:
             if name not in header:
                 raise DataError(f"{path}:1: no column {name!r} in the header {header}; set "
-                                f"--config text_column=... / label_column=... to the right names.")
+                                f"--config {collector.names[0]}_column=... / {collector.names[1]}_column=... to the right names.")
         t = header.index(text_column)
         lab = header.index(label_column) if label_column in header else None
         for row in reader:
@@ -114,7 +115,7 @@ def _class_folders(path, collector, labels):
 
 
 def read(path, text_column="text", label_column="label", skip_bad_rows=False, require_label=True,
-         labels=None):
+         labels=None, names=("text", "label")):
     """Reads the examples of a file, or of a folder (of class folders, or of data files).
 
     Args:
@@ -124,11 +125,12 @@ def read(path, text_column="text", label_column="label", skip_bad_rows=False, re
         skip_bad_rows: leave bad rows out and count them instead of raising.
         require_label: False for unlabelled text (the label column may then be absent).
         labels: the known label names; others are bad rows.
+        names: what the two columns hold, for error messages ("empty text", "missing label").
 
     Returns:
         `Rows` with the examples in file order and the number skipped.
     """
-    collector = _Collector(skip_bad_rows)
+    collector = _Collector(skip_bad_rows, names)
     if os.path.isdir(path):
         entries = sorted(os.listdir(path))
         if any(os.path.isdir(os.path.join(path, e)) for e in entries):

@@ -21,11 +21,19 @@ import tensorflow_text as tf_text
 from zoo.sources import DataError
 
 
-def train(texts, vocab_size, path, normalization="nmt_nfkc"):
+# The translator's ids (the module docstring's); T5's are pad 0, end 1, unknown 2 and no
+# begin token (its decoder starts from pad).
+TRANSLATOR_IDS = {"pad_id": 0, "unk_id": 1, "bos_id": 2, "eos_id": 3}
+T5_IDS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
+
+
+def train(texts, vocab_size, path, normalization="nmt_nfkc", special_ids=None, user_symbols=()):
     """Learns a unigram vocabulary of at most `vocab_size` pieces and writes it to `path`.
 
     `normalization="identity"` keeps text byte-exact (use it for targets, so that
-    detokenized outputs compare equal to references).
+    detokenized outputs compare equal to references). `special_ids` maps sentencepiece's
+    `pad_id`, `unk_id`, `bos_id`, `eos_id` (-1: none) to ids (default `TRANSLATOR_IDS`);
+    `user_symbols` are pieces kept whole, right after the special ones (T5's sentinels).
     """
     texts = [t for t in texts if t.strip()]
     if not texts:
@@ -37,10 +45,8 @@ def train(texts, vocab_size, path, normalization="nmt_nfkc"):
         vocab_size=vocab_size,
         model_type="unigram",
         character_coverage=1.0,
-        pad_id=0,
-        unk_id=1,
-        bos_id=2,
-        eos_id=3,
+        **(special_ids or TRANSLATOR_IDS),
+        user_defined_symbols=list(user_symbols),
         # Small corpora (the tiny preset, tests) cannot fill a large vocabulary.
         hard_vocab_limit=False,
         normalization_rule_name=normalization,

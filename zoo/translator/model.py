@@ -3,25 +3,19 @@
 import keras
 from keras import ops
 
+from zoo.text import decoding
 from zoo.translator.attention import Attention
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
-NEG_INF = -1e9
-
-
-def _argmax(x):
-    # keras.ops.argmax on TensorFlow adds a BitwiseAnd (for -0.0) that TFLite lacks as a
-    # builtin; top_k breaks ties towards the lower index just the same.
-    return ops.cast(ops.top_k(x, 1)[1][..., 0], "int32")
 
 
 @keras.saving.register_keras_serializable(package="zoo")
 class Seq2SeqTranslator(keras.Model):
     """Embeddings, a (bi)LSTM encoder, an LSTM decoder fed by teacher forcing, attention.
 
-    Token ids: 0 pads, 2 begins and 3 ends a target sequence. Both decoders run inside the
-    graph (`keras.ops.while_loop` over fixed-size buffers, no TensorArray), so they export to
-    SavedModel and TFLite as they are.
+    Token ids: 0 pads, 2 begins and 3 ends a target sequence. The model supplies one decoding
+    step; greedy and beam search are the zoo's shared ones (`zoo/text/decoding.py`), loops in
+    the graph over fixed-size buffers that export to SavedModel and TFLite as they are.
 
     Args:
         source_vocab_size, target_vocab_size: vocabulary sizes.
@@ -141,8 +135,10 @@ class Seq2SeqTranslator(keras.Model):
             y = self.dropout(y, training=training)
         return self._output(y, memory, mask, training=training)
 
-    # Decoding: one step, then the two searches built on it.
-    def _step(self, tokens, states, memory, mask, keys):
+    # Decoding: the model's step; the searches live in zoo/text/decoding.py.
+    def decoding_step(self, tokens, t, states, context):
+        """Logits [N, vocab] of the token after `tokens` [N], and the LSTM states after it."""
+        memory, mask, keys = context
         y = self.target_embedding(tokens)
         new_states = []
         for layer, state in zip(self.decoder_layers, states):
@@ -152,86 +148,24 @@ class Seq2SeqTranslator(keras.Model):
         return ops.squeeze(logits, 1), new_states
 
     def _prepare_decoding(self, source_ids):
+        """(initial LSTM states, constant context) of a batch of source ids."""
         memory, states, mask = self.encode(source_ids)
         keys = self.attention.keys(memory) if self.attention is not None else memory
-        return memory, states, mask, keys
+        return states, (memory, mask, keys)
 
     def greedy_decode(self, source_ids, max_length):
         """Greedy decoding: ids [B, max_length], each row ending in EOS then PAD."""
-        memory, states, mask, keys = self._prepare_decoding(source_ids)
-        batch = ops.shape(source_ids)[0]
-        positions = ops.arange(max_length, dtype="int32")
-
-        def cond(t, previous, states, finished, output):
-            return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
-
-        def body(t, previous, states, finished, output):
-            logits, states = self._step(previous, states, memory, mask, keys)
-            token = _argmax(logits)
-            token = ops.where(finished, PAD, token)
-            output = ops.where(ops.expand_dims(ops.equal(positions, t), 0), ops.expand_dims(token, 1), output)
-            finished = ops.logical_or(finished, ops.equal(token, EOS))
-            return t + 1, token, states, finished, output
-
-        loop_vars = (
-            ops.convert_to_tensor(0, "int32"),
-            ops.full((batch,), BOS, "int32"),
-            states,
-            ops.zeros((batch,), "bool"),
-            ops.zeros((batch, max_length), "int32"),
-        )
-        return ops.while_loop(cond, body, loop_vars)[-1]
+        states, context = self._prepare_decoding(source_ids)
+        return decoding.greedy_search(self.decoding_step, states, context, ops.shape(source_ids)[0],
+                                      max_length, BOS, EOS, PAD)
 
     def beam_search(self, source_ids, max_length, beam_size=4, length_penalty=0.6):
-        """Beam search: the best of `beam_size` hypotheses per row, ids [B, max_length].
-
-        Scores are summed log-probabilities; finished hypotheses are ranked with the GNMT
-        length penalty `((5 + length) / 6) ** length_penalty`.
-        """
-        memory, states, mask, keys = self._prepare_decoding(source_ids)
-        batch = ops.shape(source_ids)[0]
-        k, vocab = beam_size, self.target_vocab_size
-        memory, mask, keys = (ops.repeat(x, k, axis=0) for x in (memory, mask, keys))
-        states = [[ops.repeat(s, k, axis=0) for s in layer] for layer in states]
-        positions = ops.arange(max_length, dtype="int32")
-        # A finished hypothesis may only be extended by PAD, at no cost.
-        pad_only = ops.where(ops.equal(ops.arange(vocab), PAD), 0.0, NEG_INF)
-        # All beams start equal: keep only the first alive so the top-k is not k copies.
-        initial_scores = ops.tile(ops.expand_dims(ops.where(ops.arange(k) == 0, 0.0, NEG_INF), 0), (batch, 1))
-        row_offsets = ops.expand_dims(ops.arange(batch, dtype="int32") * k, 1)
-
-        def cond(t, previous, states, finished, scores, output):
-            return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
-
-        def body(t, previous, states, finished, scores, output):
-            logits, states = self._step(previous, states, memory, mask, keys)
-            log_probs = ops.reshape(ops.log_softmax(logits, axis=-1), (batch, k, vocab))
-            log_probs = ops.where(ops.expand_dims(finished, -1), pad_only, log_probs)
-            candidates = ops.reshape(ops.expand_dims(scores, -1) + log_probs, (batch, k * vocab))
-            scores, best = ops.top_k(candidates, k)
-            beam = ops.cast(best // vocab, "int32")
-            token = ops.cast(best % vocab, "int32")
-            rows = ops.reshape(beam + row_offsets, (-1,))
-            states = [[ops.take(s, rows, axis=0) for s in layer] for layer in states]
-            output = ops.reshape(ops.take(ops.reshape(output, (-1, max_length)), rows, axis=0), (batch, k, max_length))
-            output = ops.where(ops.equal(positions, t), ops.expand_dims(token, -1), output)
-            finished = ops.logical_or(ops.reshape(ops.take(ops.reshape(finished, (-1,)), rows), (batch, k)), ops.equal(token, EOS))
-            return t + 1, ops.reshape(token, (-1,)), states, finished, scores, output
-
-        loop_vars = (
-            ops.convert_to_tensor(0, "int32"),
-            ops.full((batch * k,), BOS, "int32"),
-            states,
-            ops.zeros((batch, k), "bool"),
-            initial_scores,
-            ops.zeros((batch, k, max_length), "int32"),
-        )
-        _, _, _, _, scores, output = ops.while_loop(cond, body, loop_vars)
-        lengths = ops.cast(ops.sum(ops.cast(ops.not_equal(output, PAD), "int32"), axis=-1), "float32")
-        ranked = scores / ops.power((5.0 + lengths) / 6.0, length_penalty)
-        best = _argmax(ranked)
-        rows = ops.arange(batch, dtype="int32") * k + best
-        return ops.take(ops.reshape(output, (-1, max_length)), rows, axis=0)
+        """Beam search (`decoding.beam_search`): the best of `beam_size` hypotheses per row,
+        ids [B, max_length]."""
+        states, context = self._prepare_decoding(source_ids)
+        return decoding.beam_search(self.decoding_step, states, context, ops.shape(source_ids)[0],
+                                    max_length, BOS, EOS, PAD, beam_size, length_penalty,
+                                    vocab_size=self.target_vocab_size)
 
     def get_config(self):
         return {

@@ -1,0 +1,349 @@
+"""The `t5` zoo entry: text-to-text pairs, a SentencePiece vocabulary with T5's ids and
+sentinels, the loss, multi-reference metrics and what is served."""
+
+import functools
+import os
+import shutil
+
+import keras
+import keras_hub
+import numpy as np
+import sentencepiece
+import tensorflow as tf
+
+from zoo import registry, sources
+from zoo.config import ConfigError
+from zoo.datasets import dates
+from zoo.entry import Servable, TrainingLength, ZooEntry
+from zoo.t5 import model as t5
+from zoo.t5.config import ARCHITECTURE, T5Config
+from zoo.text import labelled, metrics, spm
+from zoo.text.losses import token_cross_entropy
+
+VOCABULARY = "spm.model"
+SENTINELS = 100
+VOCAB_TEXTS = 500_000
+BUILTINS = {"dates": dates.split}
+SAMPLES_LOGGED = 3
+
+
+def sentinel(index):
+    """T5's sentinel piece number `index` (`<extra_id_0>` replaces the first dropped span)."""
+    return f"<extra_id_{index}>"
+
+
+@registry.register("t5")
+class T5TextToText(ZooEntry):
+    """T5 (keras-hub's `T5Backbone`) for any text-to-text task: greedy, beam search, sampling.
+
+    Data: CSV/TSV (header) or JSONL with `input` and `target` columns (`input_column`,
+    `target_column`), or `builtin:dates`. Several rows may share one input (several
+    references): a file is split 90/10 by input, never by row, and an input's references are
+    scored together. The vocabulary is learned from the training inputs and targets, or taken
+    from `--preset=PATH` (a local keras-hub T5 preset).
+
+    Example:
+        >>> import tempfile
+        >>> entry = T5TextToText(T5TextToText.preset("tiny"), tempfile.mkdtemp())
+        >>> entry.prepare(sources.parse("builtin:dates"))
+        >>> len(entry.predict(entry.build_model(), ["3rd of March 2021"]))
+        1
+    """
+
+    description = "T5 encoder-decoder transformer (keras-hub) for text-to-text; greedy, beam search, sampling."
+    config_class = T5Config
+    default_data = "builtin:dates"
+    validation_metric = ("bleu", "max")
+    task_metric = "chrf"
+    trainer_defaults = {"optimizer": "adamw", "learning_rate": 1e-3, "warmup_fraction": 0.05,
+                        "lr_schedule": "cosine", "weight_decay": 0.01, "batch_size": 32, "clipnorm": 1.0}
+    training_length = TrainingLength(steps=6000, min_epochs=2, max_epochs=100)
+
+    def __init__(self, config, workdir):
+        super().__init__(config, workdir)
+        self._cache = {}
+        self.tokenizer = None
+        self.sentinel_ids = None
+
+    # Data.
+    def _read(self, path):
+        c = self.config
+        rows = labelled.read(path, c.input_column, c.target_column, require_label=True,
+                             names=("input", "target"))
+        return [(e.text, e.label) for e in rows.examples]
+
+    def pairs(self, source, split):
+        """(input, target) string pairs of a split; the rows of one input stay together."""
+        key = (str(source), split)
+        if key not in self._cache:
+            if source.kind == "builtin":
+                if source.name not in BUILTINS:
+                    raise sources.DataError(f"--data=builtin:{source.name}: unknown builtin data for t5; "
+                                            f"builtins: {', '.join('builtin:' + b for b in BUILTINS)}.")
+                pairs = BUILTINS[source.name](split)
+            elif source.kind == "file":
+                if self.config.validation_data:
+                    path = source.name if split == "train" else self.config.validation_data
+                    if not os.path.exists(path):
+                        raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
+                    pairs = self._read(path)
+                else:
+                    pairs = split_by_input(self._read(source.name), split)
+            else:
+                raise sources.DataError(f"--data={source}: t5 reads CSV/TSV/JSONL files or builtin:dates.")
+            self._cache[key] = pairs
+        return self._cache[key]
+
+    def num_examples(self, source, split):
+        return len(self.pairs(source, split))
+
+    def grouped(self, source, split, limit=None):
+        """(inputs, references): each distinct input once, with all its targets."""
+        references = {}
+        for text, target in self.pairs(source, split):
+            references.setdefault(text, []).append(target)
+        inputs = list(references)[:limit or None]
+        return inputs, [references[i] for i in inputs]
+
+    # Vocabulary.
+    @property
+    def vocabulary_path(self):
+        return os.path.join(self.assets_dir, VOCABULARY)
+
+    def prepare(self, source):
+        os.makedirs(self.assets_dir, exist_ok=True)
+        c = self.config
+        if c.preset_dir:
+            preset_vocabulary = os.path.join(c.preset_dir, "assets", "tokenizer", "vocabulary.spm")
+            if not os.path.isfile(preset_vocabulary):
+                raise ConfigError(f"--preset={c.preset_dir}: no {preset_vocabulary}; expected a keras-hub T5 "
+                                  f"preset directory.")
+            shutil.copyfile(preset_vocabulary, self.vocabulary_path)
+        else:
+            pairs = self.pairs(source, "train")[:VOCAB_TEXTS]
+            # Targets are learned byte-exact (no normalization), so outputs compare equal to
+            # references; inputs share the vocabulary, as in T5.
+            spm.train([c.prefix + p[0] for p in pairs] + [p[1] for p in pairs], c.vocabulary_size,
+                      self.vocabulary_path, normalization="identity", special_ids=spm.T5_IDS,
+                      user_symbols=[sentinel(i) for i in range(SENTINELS)])
+        # Bad held-out rows fail now, not after the first epoch of training.
+        self.pairs(source, "validation")
+        self.load_assets()
+
+    def load_assets(self):
+        self.tokenizer = spm.load(self.vocabulary_path)
+        processor = sentencepiece.SentencePieceProcessor(model_file=self.vocabulary_path)
+        # A preset's embedding may have more rows than its vocabulary has pieces (t5-small:
+        # 32,128 for 32,100); a learned vocabulary sizes the model itself.
+        self.vocabulary_size = self.config.vocabulary_size if self.config.preset_dir else processor.vocab_size()
+        for name, want in (("pad", t5.PAD), ("end", t5.EOS), ("unknown", t5.UNK)):
+            got = {"pad": processor.pad_id(), "end": processor.eos_id(), "unknown": processor.unk_id()}[name]
+            if got != want:
+                raise ConfigError(f"{self.vocabulary_path}: the {name} id is {got}; T5 needs {want}.")
+        self.sentinel_ids = [processor.piece_to_id(sentinel(i)) for i in range(SENTINELS)]
+
+    # Token ids.
+    def encode_inputs(self, texts):
+        """Input ids [B, max_input_length] of a batch of strings (prefix added, end id last)."""
+        c = self.config
+        if c.prefix:
+            texts = tf.strings.join([c.prefix, texts])
+        ids = self.tokenizer.tokenize(texts)[:, : c.max_input_length - 1]
+        ids = tf.concat([ids, tf.ones_like(ids[:, :1]) * t5.EOS], axis=1)
+        return ids.to_tensor(t5.PAD, shape=[None, c.max_input_length])
+
+    def encode_targets(self, texts):
+        """(decoder inputs, labels) [B, max_target_length]: the start id then the target, and
+        the target then the end id."""
+        length = self.config.max_target_length
+        ids = self.tokenizer.tokenize(texts)[:, : length - 1]
+        column = tf.ones_like(ids[:, :1])
+        decoder = tf.concat([column * t5.START, ids], axis=1).to_tensor(t5.PAD, shape=[None, length])
+        labels = tf.concat([ids, column * t5.EOS], axis=1).to_tensor(t5.PAD, shape=[None, length])
+        return decoder, labels
+
+    def token_ids(self, source, split, chunk=4096):
+        """Every pair of a split tokenized once: (inputs, decoder inputs, labels) arrays."""
+        key = ("ids", str(source), split)
+        if key not in self._cache:
+            pairs = self.pairs(source, split)
+            parts = []
+            for i in range(0, len(pairs), chunk):
+                part = pairs[i:i + chunk]
+                decoder, labels = self.encode_targets(tf.constant([p[1] for p in part]))
+                parts.append((self.encode_inputs(tf.constant([p[0] for p in part])).numpy(), decoder.numpy(),
+                              labels.numpy()))
+            self._cache[key] = tuple(np.concatenate(column) for column in zip(*parts))
+        return self._cache[key]
+
+    def _trim(self, ids):
+        """Ids [B, L] cut after their last non-pad column (rounded up to 8), unless the
+        trainer needs static shapes (a pad costs as much as a token)."""
+        if self.static_shapes:
+            return ids
+        length = tf.shape(ids)[1]
+        used = tf.reduce_max(tf.where(ids != t5.PAD, tf.range(1, length + 1), 0))
+        return ids[:, : tf.clip_by_value((used + 7) // 8 * 8, 1, length)]
+
+    def _batch(self, inputs, decoder, labels):
+        labels = self._trim(labels)
+        decoder = decoder[:, : tf.shape(labels)[1]]
+        return {"inputs": self._trim(inputs), "decoder": decoder, "labels": labels}
+
+    def dataset(self, source, split, batch_size, training, seed=0):
+        ds = tf.data.Dataset.from_tensor_slices(self.token_ids(source, split))
+        if training:
+            ds = ds.shuffle(min(self.num_examples(source, split), 100_000), seed=seed).repeat()
+        ds = ds.batch(batch_size, drop_remainder=training)
+        return ds.map(self._batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    # Model and loss.
+    def build_model(self):
+        c = self.config
+        return t5.build(self.vocabulary_size, c.num_layers, c.num_heads, c.hidden_dim, c.intermediate_dim,
+                        c.key_value_dim, c.dropout, c.activation, c.use_gated_activation, c.tie_embedding_weights)
+
+    def initialize(self, model):
+        if self.config.preset_dir:
+            pretrained = keras_hub.models.T5Backbone.from_preset(self.config.preset_dir)
+            copy_backbone(pretrained, model.backbone, f"--preset={self.config.preset_dir}")
+
+    def loss(self, model, batch, training):
+        """Mean token cross-entropy of each example, padding excluded (label-smoothed when
+        training)."""
+        inputs = t5.model_inputs(batch["inputs"], batch["decoder"], batch["labels"])
+        logits = t5.logits(model, inputs, training=training)
+        labels = batch["labels"]
+        mask = keras.ops.cast(keras.ops.not_equal(labels, t5.PAD), logits.dtype)
+        ce = token_cross_entropy(labels, logits, self.config.label_smoothing if training else 0.0)
+        return keras.ops.sum(ce * mask, -1) / keras.ops.maximum(keras.ops.sum(mask, -1), 1.0)
+
+    # Generation.
+    def generate_ids(self, model, input_ids, method=None, seed=None, temperature=None, top_k=None, top_p=None):
+        c = self.config
+        method = method or c.decode
+        if method == "greedy":
+            return t5.greedy(model, input_ids, c.max_target_length)
+        if method == "beam":
+            return t5.beam(model, input_ids, c.max_target_length, c.beam_size, c.length_penalty)
+        return t5.sample(model, input_ids, c.max_target_length,
+                         c.seed if seed is None else seed, c.temperature if temperature is None else temperature,
+                         c.top_k if top_k is None else top_k, c.top_p if top_p is None else top_p)
+
+    def detokenize(self, ids):
+        """Strings for generated ids [B, T], each cut at its first end or pad id."""
+        ids = tf.convert_to_tensor(ids)
+        keep = tf.cast(tf.logical_and(ids != t5.EOS, ids != t5.PAD), tf.int32)
+        lengths = tf.reduce_sum(tf.math.cumprod(keep, axis=1), axis=1)
+        return self.tokenizer.detokenize(tf.RaggedTensor.from_tensor(ids, lengths=lengths))
+
+    @functools.lru_cache(maxsize=None)
+    def _generate_fn(self, model, method):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def generate(inputs):
+            return {"outputs": self.detokenize(self.generate_ids(model, self.encode_inputs(inputs), method))}
+
+        return generate
+
+    @functools.lru_cache(maxsize=None)
+    def _sample_fn(self, model):
+        @tf.function(input_signature=[
+            tf.TensorSpec([None], tf.string, name="inputs"), tf.TensorSpec([], tf.int32, name="seed"),
+            tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="top_k"),
+            tf.TensorSpec([], tf.float32, name="top_p")])
+        def sample(inputs, seed, temperature, top_k, top_p):
+            ids = self.generate_ids(model, self.encode_inputs(inputs), "sample", seed, temperature, top_k, top_p)
+            return {"outputs": self.detokenize(ids)}
+
+        return sample
+
+    def generate(self, model, texts, method=None, batch_size=64):
+        """Generated strings for a list of input strings."""
+        fn = self._generate_fn(model, method or self.config.decode)
+        out = []
+        for i in range(0, len(texts), batch_size):
+            out += [t.decode() for t in fn(tf.constant(texts[i:i + batch_size]))["outputs"].numpy()]
+        return out
+
+    # Results.
+    def evaluate(self, model, source, split):
+        c = self.config
+        inputs, references = self.grouped(source, split, c.eval_examples)
+        outputs = self.generate(model, inputs)
+        result = metrics.generation_scores(outputs, references)
+        keys = tuple(k.strip() for k in c.slot_keys.split(",") if k.strip())
+        if keys:
+            slots = metrics.slot_accuracy(inputs, outputs, keys)
+            if slots is not None:
+                result["slot_accuracy"] = slots
+        result["examples"] = len(inputs)
+        for text, output in list(zip(inputs, outputs))[:SAMPLES_LOGGED]:
+            print(f"[sample] {text!r} -> {output!r}", flush=True)
+        return result
+
+    def predict(self, model, inputs):
+        return self.generate(model, list(inputs))
+
+    def resources(self):
+        return {"tokenizer": self.tokenizer}
+
+    def held_out_examples(self, source, count):
+        return self.grouped(source, "validation", count)
+
+    def training_inputs(self, source, count):
+        return [p[0] for p in self.pairs(source, "train")[:count]]
+
+    def score(self, predictions, references):
+        references = [[r] if isinstance(r, str) else r for r in references]
+        return metrics.generation_scores(predictions, references)["chrf"]
+
+    def serving_functions(self, model):
+        c = self.config
+        ids_spec = tf.TensorSpec([1, c.max_input_length], tf.int32, name="inputs")
+
+        def tokens_fn(method):
+            @tf.function(input_signature=[ids_spec])
+            def tokens(inputs):
+                return {"tokens": self.generate_ids(model, inputs, method)}
+
+            return Servable(
+                tokens, tflite=True, tpu=(method == c.decode),
+                encode=lambda texts: {"inputs": self.encode_inputs(tf.constant(texts)).numpy()},
+                decode=lambda out: [t.decode() for t in self.detokenize(out["tokens"]).numpy()],
+            )
+
+        return {
+            "serving_default": Servable(self._generate_fn(model, c.decode)),
+            "greedy": Servable(self._generate_fn(model, "greedy")),
+            "beam_search": Servable(self._generate_fn(model, "beam")),
+            "sample": Servable(self._sample_fn(model)),
+            "greedy_tokens": tokens_fn("greedy"),
+            "beam_search_tokens": tokens_fn("beam"),
+        }
+
+
+def split_by_input(pairs, split, seed=0):
+    """The `train` or `validation` rows of `pairs`, split 90/10 by distinct input with a fixed
+    seed, so no input is on both sides.
+
+    Example:
+        >>> rows = [(f"in{i % 20}", f"out{i}") for i in range(60)]
+        >>> train, held = split_by_input(rows, "train"), split_by_input(rows, "validation")
+        >>> len(train) + len(held), {a for a, _ in train} & {a for a, _ in held}
+        (60, set())
+    """
+    distinct = list(dict.fromkeys(p[0] for p in pairs))
+    chosen = set(sources.split_rows(distinct, split, seed))
+    return [p for p in pairs if p[0] in chosen]
+
+
+def copy_backbone(source, target, where):
+    """Copies a T5 backbone's weights into another of the same architecture."""
+    have, want = source.get_config(), target.get_config()
+    for key in ARCHITECTURE:
+        if key in ("activation",):
+            continue
+        if have.get(key) != want.get(key):
+            raise ConfigError(f"{where}: its backbone has {key}={have.get(key)}, this model {want.get(key)}; "
+                              f"use the same --preset (or --config {key}={have.get(key)}).")
+    target.set_weights(source.get_weights())
