@@ -121,9 +121,94 @@ def test_a_local_keras_hub_preset_gives_its_vocabulary_and_weights(tmp_path):
 
 @pytest.mark.slow
 def test_t5_passes_the_shared_checks(tmp_path):
-    manifest = helpers.check_entry("t5", tmp_path)
+    manifest = helpers.check_entry("t5", tmp_path, custom_op_signatures=("generate_text",))
     tflite_ops = {a["signature"]: a["ops"] for a in manifest["artifacts"] if a["format"] == "tflite"}
-    assert set(tflite_ops) == {"greedy_tokens", "beam_search_tokens"}
+    assert set(tflite_ops) == {"greedy_tokens", "beam_search_tokens", "generate_text"}
     assert all("WHILE" in ops for ops in tflite_ops.values())
+    text_model = next(a for a in manifest["artifacts"] if a.get("signature") == "generate_text")
+    assert set(text_model["custom_ops"]) <= {"TFText>FastSentencepieceTokenize", "TFText>FastSentencepieceDetokenize"}
     saved = next(a for a in manifest["artifacts"] if a["format"] == "saved_model")
     assert set(saved["signatures"]) >= {"serving_default", "greedy", "beam_search", "sample"}
+
+
+@pytest.mark.slow
+def test_saved_model_samples_what_keras_samples_for_a_seed(tmp_path):
+    from export import exporter
+    from trainers import Trainer, TrainerConfig
+
+    entry, source = helpers.tiny_entry("t5", tmp_path / "w")
+    trainer = Trainer(entry, TrainerConfig(steps=3, batch_size=8), str(tmp_path / "w"))
+    trainer.train(source, evaluate=False)
+    manifest = exporter.export(entry, trainer.model, str(tmp_path / "w"), formats=("saved_model",), source=source,
+                               num_checks=8)
+    loaded = tf.saved_model.load(manifest["artifacts"][0]["path"])
+    inputs = tf.constant(entry.grouped(source, "validation", 8)[0])
+    settings = dict(seed=tf.constant(5), temperature=tf.constant(1.5), top_k=tf.constant(0),
+                    top_p=tf.constant(0.95))
+    keras_text = entry._sample_fn(trainer.model)(inputs, **settings)["outputs"].numpy()
+    served = loaded.signatures["sample"](inputs=inputs, **settings)["outputs"].numpy()
+    assert keras_text.tolist() == served.tolist()
+    other_seed = loaded.signatures["sample"](inputs=inputs, **{**settings, "seed": tf.constant(6)})["outputs"]
+    assert other_seed.numpy().tolist() != served.tolist()
+    greedy = loaded.signatures["greedy"](inputs=inputs)["outputs"].numpy()
+    zero_temperature = loaded.signatures["sample"](inputs=inputs, **{**settings, "temperature": tf.constant(0.0)})
+    assert zero_temperature["outputs"].numpy().tolist() == greedy.tolist()
+
+
+def _write(path, header, rows):
+    path.write_text("\n".join([header] + rows) + "\n")
+    return path
+
+
+def test_a_mixture_trains_on_each_source_with_its_prefix_and_rate(tmp_path):
+    _write(tmp_path / "pairs.tsv", "input\ttarget", [f"word {i}\tmot {i}" for i in range(60)])
+    _write(tmp_path / "d2t.csv", "mr,ref", [f'"name : Place {i % 20} | near : Shop {i % 5}",Place {i % 20} is near '
+                                            f"Shop {i % 5}" for i in range(80)])
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"sources": [
+        {"data": "pairs.tsv", "prefix": "translate: ", "rate": 3},
+        {"data": "d2t.csv", "prefix": "data to text: ", "rate": 1, "input_column": "mr", "target_column": "ref"}]}))
+    entry, source = helpers.tiny_entry("t5", tmp_path / "w", str(mix))
+    train = entry.pairs(source, "train")
+    assert {i.split(": ")[0] for i, _ in train} == {"translate", "data to text"}
+    assert len(train) == 54 + 72
+    batch = next(iter(entry.dataset(source, "train", 400, training=True)))
+    inputs = [t.decode() for t in entry.tokenizer.detokenize(batch["inputs"]).numpy()]
+    share = np.mean([t.startswith("translate: ") for t in inputs])
+    assert 0.68 < share < 0.82, share  # rate 3 : 1
+    again = next(iter(entry.dataset(source, "train", 400, training=True)))
+    np.testing.assert_array_equal(batch["inputs"], again["inputs"])
+    model = entry.build_model()
+    result = entry.evaluate(model, source, "validation")
+    assert {"bleu/pairs", "chrf/pairs", "bleu/d2t", "chrf/d2t", "slot_accuracy"} <= set(result)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"sources": [{"data": "pairs.tsv", "rate": -1}]}, r"sources\[0\]\.rate: expected a positive number, got -1"),
+    ({"sources": [{"data": "pairs.tsv", "rate": "often"}]}, r"sources\[0\]\.rate: expected a positive number"),
+    ({"sources": [{"data": "nowhere.tsv"}]}, r"sources\[0\]\.data: --data=.*nowhere.tsv: no such file"),
+    ({"sources": [{"data": "pairs.tsv", "weight": 2}]}, r"sources\[0\]: unknown keys \['weight'\]"),
+    ({"sources": []}, r"at least one source"),
+])
+def test_bad_mixtures_name_the_file_and_key(tmp_path, spec, message):
+    from zoo.t5.entry import read_mixture
+
+    _write(tmp_path / "pairs.tsv", "input\ttarget", ["a\tb"])
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps(spec))
+    with pytest.raises(DataError, match=rf"{mix}: .*{message}|{mix}: {message}"):
+        read_mixture(str(mix))
+
+
+def test_tfds_text_to_text_sets(tmp_path):
+    import tensorflow_datasets as tfds
+
+    cls = registry.get("t5")
+    entry = cls(cls.preset("tiny"), str(tmp_path))
+    source = sources.parse("tfds:ted_hrlr_translate/pt_to_en")
+    with tfds.testing.mock_data(num_examples=30, policy=tfds.testing.MockPolicy.USE_CODE):
+        entry.prepare(source)
+        batch = next(iter(entry.dataset(source, "train", 8, training=True)))
+        assert entry.num_examples(source, "validation") == 30
+    assert batch["inputs"].shape[0] == 8
+    assert int(tf.reduce_sum(tf.cast(batch["labels"] == t5.EOS, tf.int32))) == 8

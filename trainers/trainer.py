@@ -269,8 +269,10 @@ class Trainer:
     def validation_loss(self, source):
         # Traced once per trainer, not at every evaluation.
         if self._validation_loss_fn is None:
+            # reduce_retracing: batches cut to their longest example (`static_shapes` False)
+            # come in several shapes; one trace with unknown lengths serves them all.
             self._validation_loss_fn = tf.function(
-                lambda batch: self.phases[0].loss(self.model, batch, training=False))
+                lambda batch: self.phases[0].loss(self.model, batch, training=False), reduce_retracing=True)
         total, count = 0.0, 0
         for batch in self.entry.dataset(source, "validation", self.config.batch_size, training=False):
             per_example = np.asarray(self._validation_loss_fn(batch), dtype=np.float64)

@@ -7,5 +7,6 @@ from zoo.gan import entry as _gan  # noqa: F401  (registers "gan")
 from zoo.bert import classifier as _bert_classifier  # noqa: F401  (registers "bert_classifier")
 from zoo.bert import mlm as _bert_mlm  # noqa: F401  (registers "bert_mlm")
 from zoo.t5 import entry as _t5  # noqa: F401  (registers "t5")
+from zoo.t5 import pretrain as _t5_pretrain  # noqa: F401  (registers "t5_pretrain")
 
 __all__ = ["registry"]

@@ -34,8 +34,9 @@ def _define_train(fv):
     flags.DEFINE_string("preset", "small", "Model size preset: tiny, small or base; for BERT models also the "
                         "path of a local keras-hub preset directory (pretrained weights and vocabulary).",
                         flag_values=fv)
-    flags.DEFINE_string("init_from", None, "bert_classifier: a bert_mlm workdir whose pretrained backbone "
-                        "and vocabulary the classifier starts from (same --preset).", flag_values=fv)
+    flags.DEFINE_string("init_from", None, "A workdir whose pretrained weights and vocabulary training starts "
+                        "from (same --preset): bert_classifier from bert_mlm, t5 from t5_pretrain.",
+                        flag_values=fv)
     flags.DEFINE_bool("skip_bad_rows", False, "Leave out bad data rows (empty text, missing or unknown label) "
                       "and report how many, instead of failing on the first one.", flag_values=fv)
     flags.DEFINE_integer("steps", None, "Total training steps (wins over --epochs).", lower_bound=1, flag_values=fv)

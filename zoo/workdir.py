@@ -69,3 +69,23 @@ def read(workdir):
     model_config = from_dict(cls.config_class, record["model_config"], f"{path} model_config")
     trainer_config = from_dict(TrainerConfig, record["trainer_config"], f"{path} trainer_config")
     return cls, record, model_config, trainer_config
+
+
+def pretrained_model(path, cls, model_config):
+    """(model, checkpoint) of the latest checkpoint of the workdir `path`, for `--init_from`.
+
+    Raises:
+        ConfigError: when the workdir has no checkpoint.
+    """
+    import tensorflow as tf
+
+    from zoo.config import ConfigError
+
+    entry = cls(model_config, path)
+    entry.load_assets()
+    model = entry.build_model()
+    latest = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
+    if latest is None:
+        raise ConfigError(f"--init_from={path}: no checkpoint in {path}/checkpoints.")
+    tf.train.Checkpoint(model=model).read(latest).expect_partial()
+    return model, latest

@@ -209,14 +209,10 @@ class BertClassifier(BertTextEntry):
 
     def initialize(self, model):
         if self.config.init_from:
+            from zoo import workdir as workdirs
+
             path, cls, model_config = self._pretrained_workdir()
-            pretrained = cls(model_config, path)
-            pretrained.load_assets()
-            mlm = pretrained.build_model()
-            latest = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
-            if latest is None:
-                raise ConfigError(f"--init_from={path}: no checkpoint in {path}/checkpoints.")
-            tf.train.Checkpoint(model=mlm).read(latest).expect_partial()
+            mlm, latest = workdirs.pretrained_model(path, cls, model_config)
             copy_backbone(mlm.backbone, model.backbone, f"--init_from={path}")
             print(f"[init] backbone from {latest}", flush=True)
         else:

@@ -1,7 +1,9 @@
 """The `t5` zoo entry: text-to-text pairs, a SentencePiece vocabulary with T5's ids and
 sentinels, the loss, multi-reference metrics and what is served."""
 
+import dataclasses
 import functools
+import json
 import os
 import shutil
 
@@ -12,6 +14,7 @@ import sentencepiece
 import tensorflow as tf
 
 from zoo import registry, sources
+from zoo import workdir as workdirs
 from zoo.config import ConfigError
 from zoo.datasets import dates
 from zoo.entry import Servable, TrainingLength, ZooEntry
@@ -66,32 +69,69 @@ class T5TextToText(ZooEntry):
         self.sentinel_ids = None
 
     # Data.
-    def _read(self, path):
+    def _read(self, path, input_column=None, target_column=None):
         c = self.config
-        rows = labelled.read(path, c.input_column, c.target_column, require_label=True,
-                             names=("input", "target"))
+        rows = labelled.read(path, input_column or c.input_column, target_column or c.target_column,
+                             require_label=True, names=("input", "target"))
         return [(e.text, e.label) for e in rows.examples]
 
+    def _tfds_pairs(self, source, split, input_column=None, target_column=None):
+        builder, name = sources.tfds_split(source, split)
+        features = builder.info.features
+        keys = (input_column or self.config.input_column, target_column or self.config.target_column)
+        if not all(k in features for k in keys):
+            if not builder.info.supervised_keys:
+                raise sources.DataError(
+                    f"--data={source}: no features {keys[0]!r} and {keys[1]!r} and no supervised keys; set "
+                    f"--config input_column=... target_column=... from {list(features)}.")
+            keys = builder.info.supervised_keys
+        dataset = builder.as_dataset(split=name, shuffle_files=False)
+        return [(ex[keys[0]].decode("utf-8"), ex[keys[1]].decode("utf-8")) for ex in dataset.as_numpy_iterator()]
+
+    def _source_pairs(self, source, split, input_column=None, target_column=None, validation_data=""):
+        if source.kind == "builtin":
+            if source.name not in BUILTINS:
+                raise sources.DataError(f"--data=builtin:{source.name}: unknown builtin data for t5; "
+                                        f"builtins: {', '.join('builtin:' + b for b in BUILTINS)}.")
+            return BUILTINS[source.name](split)
+        if source.kind == "tfds":
+            return self._tfds_pairs(source, split, input_column, target_column)
+        if validation_data:
+            path = source.name if split == "train" else validation_data
+            if not os.path.exists(path):
+                raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
+            return self._read(path, input_column, target_column)
+        return split_by_input(self._read(source.name, input_column, target_column), split)
+
+    def mixture(self, source):
+        """The parts of a mixture file (`--data=MIX.json`), or None for a single source."""
+        if source.kind != "file" or not source.name.endswith(".json"):
+            return None
+        key = ("mixture", source.name)
+        if key not in self._cache:
+            self._cache[key] = read_mixture(source.name)
+        return self._cache[key]
+
     def pairs(self, source, split):
-        """(input, target) string pairs of a split; the rows of one input stay together."""
+        """(input, target) string pairs of a split; the rows of one input stay together. A
+        mixture's inputs carry each part's prefix."""
         key = (str(source), split)
         if key not in self._cache:
-            if source.kind == "builtin":
-                if source.name not in BUILTINS:
-                    raise sources.DataError(f"--data=builtin:{source.name}: unknown builtin data for t5; "
-                                            f"builtins: {', '.join('builtin:' + b for b in BUILTINS)}.")
-                pairs = BUILTINS[source.name](split)
-            elif source.kind == "file":
-                if self.config.validation_data:
-                    path = source.name if split == "train" else self.config.validation_data
-                    if not os.path.exists(path):
-                        raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
-                    pairs = self._read(path)
-                else:
-                    pairs = split_by_input(self._read(source.name), split)
+            parts = self.mixture(source)
+            if parts is None:
+                pairs = self._source_pairs(source, split, validation_data=self.config.validation_data)
             else:
-                raise sources.DataError(f"--data={source}: t5 reads CSV/TSV/JSONL files or builtin:dates.")
+                pairs = [pair for part in parts for pair in self.part_pairs(part, split)]
             self._cache[key] = pairs
+        return self._cache[key]
+
+    def part_pairs(self, part, split):
+        """The pairs of one part of a mixture, its prefix before each input."""
+        key = ("part", part.where, split)
+        if key not in self._cache:
+            pairs = self._source_pairs(part.source, split, part.input_column, part.target_column,
+                                       part.validation_data)
+            self._cache[key] = [(part.prefix + i, t) for i, t in pairs]
         return self._cache[key]
 
     def num_examples(self, source, split):
@@ -113,7 +153,9 @@ class T5TextToText(ZooEntry):
     def prepare(self, source):
         os.makedirs(self.assets_dir, exist_ok=True)
         c = self.config
-        if c.preset_dir:
+        if c.init_from:
+            shutil.copyfile(os.path.join(self._pretrained_workdir()[0], "assets", VOCABULARY), self.vocabulary_path)
+        elif c.preset_dir:
             preset_vocabulary = os.path.join(c.preset_dir, "assets", "tokenizer", "vocabulary.spm")
             if not os.path.isfile(preset_vocabulary):
                 raise ConfigError(f"--preset={c.preset_dir}: no {preset_vocabulary}; expected a keras-hub T5 "
@@ -162,11 +204,13 @@ class T5TextToText(ZooEntry):
         labels = tf.concat([ids, column * t5.EOS], axis=1).to_tensor(t5.PAD, shape=[None, length])
         return decoder, labels
 
-    def token_ids(self, source, split, chunk=4096):
+    def token_ids(self, source, split):
         """Every pair of a split tokenized once: (inputs, decoder inputs, labels) arrays."""
-        key = ("ids", str(source), split)
+        return self._pair_ids(self.pairs(source, split), (str(source), split))
+
+    def _pair_ids(self, pairs, name, chunk=4096):
+        key = ("ids", name)
         if key not in self._cache:
-            pairs = self.pairs(source, split)
             parts = []
             for i in range(0, len(pairs), chunk):
                 part = pairs[i:i + chunk]
@@ -191,9 +235,19 @@ class T5TextToText(ZooEntry):
         return {"inputs": self._trim(inputs), "decoder": decoder, "labels": labels}
 
     def dataset(self, source, split, batch_size, training, seed=0):
-        ds = tf.data.Dataset.from_tensor_slices(self.token_ids(source, split))
-        if training:
-            ds = ds.shuffle(min(self.num_examples(source, split), 100_000), seed=seed).repeat()
+        parts = self.mixture(source)
+        if parts is not None and training:
+            # T5's multi-task mixing: each example comes from part i with probability
+            # rate_i / sum(rates), drawn from `seed` (the iterator's checkpoint keeps the draw).
+            streams = [tf.data.Dataset.from_tensor_slices(self._pair_ids(self.part_pairs(part, split), part.where))
+                       .shuffle(min(len(self.part_pairs(part, split)), 100_000), seed=seed + i).repeat()
+                       for i, part in enumerate(parts)]
+            total = sum(part.rate for part in parts)
+            ds = tf.data.Dataset.sample_from_datasets(streams, [part.rate / total for part in parts], seed=seed)
+        else:
+            ds = tf.data.Dataset.from_tensor_slices(self.token_ids(source, split))
+            if training:
+                ds = ds.shuffle(min(self.num_examples(source, split), 100_000), seed=seed).repeat()
         ds = ds.batch(batch_size, drop_remainder=training)
         return ds.map(self._batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -203,8 +257,27 @@ class T5TextToText(ZooEntry):
         return t5.build(self.vocabulary_size, c.num_layers, c.num_heads, c.hidden_dim, c.intermediate_dim,
                         c.key_value_dim, c.dropout, c.activation, c.use_gated_activation, c.tie_embedding_weights)
 
+    def _pretrained_workdir(self):
+        path = self.config.init_from
+        if not workdirs.exists(path):
+            raise ConfigError(f"--init_from={path}: not a zoo workdir (no zoo.json); train t5_pretrain there first.")
+        cls, record, model_config, _ = workdirs.read(path)
+        if record["model"] not in ("t5", "t5_pretrain"):
+            raise ConfigError(f"--init_from={path}: holds a {record['model']!r} model; expected t5_pretrain or t5.")
+        for key in ARCHITECTURE[1:]:
+            if getattr(model_config, key) != getattr(self.config, key):
+                raise ConfigError(f"--init_from={path}: trained with {key}={getattr(model_config, key)}, this "
+                                  f"model has {getattr(self.config, key)}; use the same --preset (or --config "
+                                  f"{key}={getattr(model_config, key)}).")
+        return path, cls, model_config
+
     def initialize(self, model):
-        if self.config.preset_dir:
+        if self.config.init_from:
+            path, cls, model_config = self._pretrained_workdir()
+            source, latest = workdirs.pretrained_model(path, cls, model_config)
+            copy_backbone(source.backbone, model.backbone, f"--init_from={path}")
+            print(f"[init] weights from {latest}", flush=True)
+        elif self.config.preset_dir:
             pretrained = keras_hub.models.T5Backbone.from_preset(self.config.preset_dir)
             copy_backbone(pretrained, model.backbone, f"--preset={self.config.preset_dir}")
 
@@ -277,6 +350,14 @@ class T5TextToText(ZooEntry):
             if slots is not None:
                 result["slot_accuracy"] = slots
         result["examples"] = len(inputs)
+        parts = self.mixture(source)
+        for part in parts or ():
+            # Each part's own figures beside the mixture's (its held-out inputs only).
+            mine = {i for i, _ in self.part_pairs(part, split)}
+            chosen = [k for k, text in enumerate(inputs) if text in mine]
+            if chosen:
+                scores = metrics.generation_scores([outputs[k] for k in chosen], [references[k] for k in chosen])
+                result[f"bleu/{part.name}"], result[f"chrf/{part.name}"] = scores["bleu"], scores["chrf"]
         for text, output in list(zip(inputs, outputs))[:SAMPLES_LOGGED]:
             print(f"[sample] {text!r} -> {output!r}", flush=True)
         return result
@@ -312,6 +393,10 @@ class T5TextToText(ZooEntry):
                 decode=lambda out: [t.decode() for t in self.detokenize(out["tokens"]).numpy()],
             )
 
+        @tf.function(input_signature=[tf.TensorSpec([1], tf.string, name="text")])
+        def generate_text(text):
+            return {"text": self._generate_one(model, text)}
+
         return {
             "serving_default": Servable(self._generate_fn(model, c.decode)),
             "greedy": Servable(self._generate_fn(model, "greedy")),
@@ -319,7 +404,29 @@ class T5TextToText(ZooEntry):
             "sample": Servable(self._sample_fn(model)),
             "greedy_tokens": tokens_fn("greedy"),
             "beam_search_tokens": tokens_fn("beam"),
+            "generate_text": Servable(
+                generate_text, tflite=True, encode=lambda texts: {"text": np.array(texts, dtype=object)},
+                decode=lambda out: [t.decode() if isinstance(t, bytes) else str(t) for t in out["text"]],
+                quantizations=("none", "float16", "dynamic"),
+                quantization_note="int8 calibration runs the model in TFLite's calibrator, which cannot load "
+                                  "the tokenizer's custom ops; use the *_tokens models for int8"),
         }
+
+    def _generate_one(self, model, text):
+        """String [1] -> generated string [1] with no ragged or string-joining ops (TFLite has
+        neither as builtins): the prefix is tokenized on its own, beside the text, and the
+        tokenizer's ops are tensorflow-text's FastSentencepiece kernels."""
+        c = self.config
+        ids = self.tokenizer.tokenize(text).flat_values
+        if c.prefix:
+            prefix = self.tokenizer.tokenize(tf.constant([c.prefix])).flat_values
+            ids = tf.concat([prefix, ids], axis=0)
+        ids = tf.concat([ids[: c.max_input_length - 1], [t5.EOS]], axis=0)
+        ids = tf.reshape(tf.pad(ids, [[0, c.max_input_length - tf.shape(ids)[0]]]), [1, c.max_input_length])
+        tokens = self.generate_ids(model, ids)[0]
+        keep = tf.cast(tf.logical_and(tokens != t5.EOS, tokens != t5.PAD), tf.int32)
+        length = tf.reduce_sum(tf.math.cumprod(keep))
+        return tf.reshape(self.tokenizer.detokenize(tokens[:length]), [1])
 
 
 def split_by_input(pairs, split, seed=0):
@@ -347,3 +454,79 @@ def copy_backbone(source, target, where):
             raise ConfigError(f"{where}: its backbone has {key}={have.get(key)}, this model {want.get(key)}; "
                               f"use the same --preset (or --config {key}={have.get(key)}).")
     target.set_weights(source.get_weights())
+
+
+@dataclasses.dataclass(frozen=True)
+class MixturePart:
+    """One source of a mixture file: its data, prefix and mixing rate."""
+
+    source: sources.Source
+    prefix: str
+    rate: float
+    name: str
+    where: str  # "file: sources[i]", for messages and cache keys
+    input_column: str = ""
+    target_column: str = ""
+    validation_data: str = ""
+
+
+MIXTURE_KEYS = {"data", "prefix", "rate", "name", "input_column", "target_column", "validation_data"}
+
+
+def read_mixture(path):
+    """The parts of a mixture file: `{"sources": [{"data": PATH_OR_TFDS, "prefix": "...",
+    "rate": 1.0, "name": "...", "input_column": ..., "target_column": ...,
+    "validation_data": ...}, ...]}`. Relative paths are read from the file's folder.
+
+    Raises:
+        DataError: naming the file and the entry (`sources[1].rate`) that is wrong.
+
+    Example:
+        >>> import json, os, tempfile
+        >>> folder = tempfile.mkdtemp(); _ = open(os.path.join(folder, "a.tsv"), "w").write("input\\ttarget\\n")
+        >>> path = os.path.join(folder, "mix.json")
+        >>> _ = open(path, "w").write(json.dumps({"sources": [{"data": "a.tsv", "rate": 2}]}))
+        >>> [(p.name, p.rate, p.prefix) for p in read_mixture(path)]
+        [('a', 2.0, '')]
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except json.JSONDecodeError as e:
+        raise sources.DataError(f"{path}:{e.lineno}: not JSON ({e.msg}).") from None
+    entries = spec.get("sources") if isinstance(spec, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise sources.DataError(f"{path}: expected {{\"sources\": [{{\"data\": ..., \"prefix\": ..., "
+                                f"\"rate\": ...}}, ...]}} with at least one source.")
+    folder = os.path.dirname(os.path.abspath(path))
+    parts, names = [], set()
+    for i, entry in enumerate(entries):
+        where = f"{path}: sources[{i}]"
+        if not isinstance(entry, dict) or "data" not in entry:
+            raise sources.DataError(f"{where}: expected an object with a \"data\" key.")
+        unknown = sorted(set(entry) - MIXTURE_KEYS)
+        if unknown:
+            raise sources.DataError(f"{where}: unknown keys {unknown}; expected some of {sorted(MIXTURE_KEYS)}.")
+        rate = entry.get("rate", 1.0)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 or rate != rate:
+            raise sources.DataError(f"{where}.rate: expected a positive number, got {rate!r}.")
+        data = str(entry["data"])
+        if ":" not in data.split(os.sep)[0] and not os.path.isabs(data):
+            data = os.path.join(folder, data)
+        try:
+            source = sources.parse(data)
+        except sources.DataError as e:
+            raise sources.DataError(f"{where}.data: {e}") from None
+        if source.kind == "file" and source.name.endswith(".json"):
+            raise sources.DataError(f"{where}.data: a mixture cannot hold another mixture.")
+        name = str(entry.get("name") or os.path.splitext(os.path.basename(source.name))[0])
+        if name in names:
+            raise sources.DataError(f"{where}.name: {name!r} names two sources; give each its own \"name\".")
+        names.add(name)
+        validation = str(entry.get("validation_data", ""))
+        if validation and not os.path.isabs(validation):
+            validation = os.path.join(folder, validation)
+        parts.append(MixturePart(source, str(entry.get("prefix", "")), float(rate), name, where,
+                                 str(entry.get("input_column", "")), str(entry.get("target_column", "")),
+                                 validation))
+    return parts

@@ -7,6 +7,8 @@ Example:
     (92.4, 0.5, 75.0)
     >>> slot_values("name : Blue Spice | area : city centre", ("name",))
     ['Blue Spice']
+    >>> slot_values("data to text: name : Blue Spice | area : city centre", ("*",))
+    ['Blue Spice', 'city centre']
     >>> slot_values("name[The Mill], near[Café Rouge], food[English]", ("name", "near"))
     ['The Mill', 'Café Rouge']
     >>> slot_accuracy(["name : The Mill | near : Avalon"], ["The Mill is near the Avalon."], ("name", "near"))
@@ -66,7 +68,9 @@ def parse_attributes(text):
     `key[value], key[value]`; [] for other text."""
     if "|" in text or re.fullmatch(r"\s*[^:|]+ : .+", text or ""):
         pairs = [part.split(" : ", 1) for part in text.split("|")]
-        return [(k.strip(), v.strip()) for k, v in (p for p in pairs if len(p) == 2) if v.strip()]
+        # A task prefix ("data to text: name : X") is not part of the first key.
+        return [(k.strip().rsplit(": ", 1)[-1], v.strip()) for k, v in (p for p in pairs if len(p) == 2)
+                if v.strip()]
     return [(k.strip(), v.strip()) for k, v in _BRACKETS.findall(text or "") if v.strip()]
 
 

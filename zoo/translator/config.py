@@ -33,6 +33,8 @@ class TranslatorConfig:
         source_key: TFDS feature of the source text (empty: the dataset's supervised keys).
         target_key: TFDS feature of the target text.
         eval_examples: held-out examples decoded for BLEU/chrF after each epoch.
+        validation_data: a TSV file (or folder) of held-out pairs; when empty, a file
+            `--data` is split 90/10 with a fixed seed.
     """
 
     source_vocab_size: int = 4000
@@ -55,6 +57,7 @@ class TranslatorConfig:
     source_key: str = ""
     target_key: str = ""
     eval_examples: int = 1000
+    validation_data: str = ""
 
     def __post_init__(self):
         if self.decode not in ("beam", "greedy"):

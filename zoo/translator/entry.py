@@ -71,8 +71,13 @@ class Translator(ZooEntry):
                         f"builtins: {', '.join('builtin:' + b for b in BUILTINS)}."
                     )
                 pairs = BUILTINS[source.name](split)
+            elif self.config.validation_data and split != "train":
+                path = self.config.validation_data
+                if not os.path.exists(path):
+                    raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
+                pairs = self._file_pairs(path, None)
             else:
-                pairs = self._file_pairs(source.name, split)
+                pairs = self._file_pairs(source.name, None if self.config.validation_data else split)
             self._pairs_cache[key] = pairs
         return self._pairs_cache[key]
 
@@ -84,7 +89,8 @@ class Translator(ZooEntry):
                 raise sources.DataError(f"--data={path}: the folder holds no .tsv files.")
         s, t = self.config.source_column, self.config.target_column
         rows = [r for f in files for r in sources.read_tsv(f, min_columns=max(s, t) + 1)]
-        return [(r[s], r[t]) for r in sources.split_rows(rows, split)]
+        # A file is split 90/10 unless `validation_data` holds the held-out pairs (split None).
+        return [(r[s], r[t]) for r in (rows if split is None else sources.split_rows(rows, split))]
 
     def _tfds(self, source, split):
         builder, name = sources.tfds_split(source, split)
