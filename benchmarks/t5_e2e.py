@@ -1,6 +1,6 @@
 """E2E data-to-text: the zoo's `t5` against the zoo's own `translator`, same split, same wall time.
 
-    python benchmarks/t5_e2e.py [--minutes=20] [--t5_preset=mini] [--parallel]
+    python benchmarks/t5_e2e.py [--minutes=20] [--t5_preset=mini] [--parallel] [--pretrain_minutes=10]
 
 `../shared/data/text2text/e2e.tsv` (977 meaning representations, several references each) is
 split 90/10 by input with the zoo's fixed seed (`zoo.t5.entry.split_by_input`, what
@@ -9,7 +9,9 @@ its entry's defaults plus the lengths the README gives for E2E, for `--minutes` 
 (`max_seconds`). Both are then scored the same way on the held-out inputs: multi-reference
 BLEU, chrF, ROUGE-L (`zoo.text.metrics`) and slot accuracy (name and near stated). With
 `--parallel` the two train at once, each pinned to its own core (`taskset`), as in the
-figures of WORKSPACE_NOTES.md; otherwise one after the other.
+figures of WORKSPACE_NOTES.md; otherwise one after the other. `--pretrain_minutes` adds a
+third row: `t5_pretrain` (span corruption) on the training targets, then `t5 --init_from`
+it for `--minutes` (on a third process: give it its own core, or run it alone).
 """
 
 import json
@@ -34,6 +36,8 @@ flags.DEFINE_string("translator_preset", "small", "The translator preset.")
 flags.DEFINE_bool("parallel", False, "Train both at once, each pinned to its own core.")
 flags.DEFINE_string("keep", "", "Keep the workdirs under this folder (default: a temporary one, removed).")
 flags.DEFINE_list("t5_config", [], "Extra t5 --config KEY=VALUE settings (ablations).")
+flags.DEFINE_float("pretrain_minutes", 0.0, "When > 0, also t5_pretrain on the training targets for this long, "
+                   "then t5 from it (--init_from) for --minutes: a third row.")
 
 # The README's lengths for E2E: its inputs run to ~60 pieces and its sentences to ~60.
 T5_LENGTHS = ["max_input_length=96", "max_target_length=64"]
@@ -63,15 +67,26 @@ def _commands(root, train_file, validation_file):
     translator = zoo + ["--model=translator", f"--workdir={root}/translator", f"--data={train_file}",
                         f"--preset={FLAGS.translator_preset}", f"--config=validation_data={validation_file}",
                         *common, *[f"--config={c}" for c in TRANSLATOR_LENGTHS]]
-    return {"t5": t5, "translator": translator}
+    commands = {"t5": t5, "translator": translator}
+    if FLAGS.pretrain_minutes > 0:
+        pretrain = zoo + ["--model=t5_pretrain", f"--workdir={root}/t5_pretrain", f"--data={root}/targets.txt",
+                          f"--preset={FLAGS.t5_preset}", f"--config=max_seconds={FLAGS.pretrain_minutes * 60}",
+                          "--config=log_every=100", "--config=checkpoint_every=100000",
+                          *[f"--config={c}" for c in T5_LENGTHS]]
+        finetune = [c.replace(f"--workdir={root}/t5", f"--workdir={root}/t5_finetuned") for c in t5]
+        commands["t5_pretrained"] = (pretrain, finetune + [f"--init_from={root}/t5_pretrain"])
+    return commands
 
 
 def _train(commands, root):
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     seconds, running = {}, {}
+    cores = os.cpu_count() or 1
     for core, (name, command) in enumerate(commands.items()):
+        if isinstance(command, tuple):  # pretraining, then fine-tuning: one shell line
+            command = ["sh", "-c", " && ".join(" ".join(f"'{a}'" for a in part) for part in command)]
         if FLAGS.parallel:
-            command = ["taskset", "-c", str(core)] + command
+            command = ["taskset", "-c", str(core % cores)] + command
         log = open(os.path.join(root, f"{name}.log"), "w")
         start = time.perf_counter()
         running[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), start)
@@ -90,7 +105,7 @@ def _generate(name, workdir, inputs):
 
     entry, trainer, _ = commands.restore(workdir)
     step = int(trainer.step.numpy())
-    if name == "t5":
+    if name.startswith("t5"):
         return entry.generate(trainer.model, inputs), step, f"beam {entry.config.beam_size}"
     return entry.translate(trainer.model, inputs), step, f"beam {entry.beam_size}, lp {entry.length_penalty:g}"
 
@@ -111,13 +126,17 @@ def main(argv):
         train_file, validation_file = os.path.join(root, "train.tsv"), os.path.join(root, "validation.tsv")
         _write_pairs(train_file, train)
         _write_pairs(validation_file, held)
-        seconds = _train(_commands(root, train_file, validation_file), root)
+        with open(os.path.join(root, "targets.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(target + "\n" for _, target in train))
+        commands = _commands(root, train_file, validation_file)
+        seconds = _train(commands, root)
         rows = {}
-        for name in ("t5", "translator"):
-            outputs, steps, decoding = _generate(name, os.path.join(root, name), inputs)
+        for name in commands:
+            workdir = os.path.join(root, "t5_finetuned" if name == "t5_pretrained" else name)
+            outputs, steps, decoding = _generate(name, workdir, inputs)
             scores = metrics.generation_scores(outputs, [references[i] for i in inputs])
             scores["slot_accuracy"] = metrics.slot_accuracy(inputs, outputs, ("name", "near"))
-            preset = FLAGS.t5_preset if name == "t5" else FLAGS.translator_preset
+            preset = FLAGS.translator_preset if name == "translator" else FLAGS.t5_preset
             rows[f"zoo {name} ({preset}, {decoding})"] = {**scores, "steps": steps, "train_s": seconds[name],
                                                           "outputs": outputs}
     finally:
@@ -130,7 +149,7 @@ def main(argv):
     for name, r in rows.items():
         print(f"{name:44s} {r['bleu']:6.2f} {r['chrf']:6.2f} {r['rouge_l']:7.2f} {100 * r['slot_accuracy']:6.2f} "
               f"{r['steps']:6d} {r['train_s']:7.0f}")
-    t5_row, translator_row = rows.values()
+    t5_row, translator_row = list(rows.values())[:2]
     print(f"BLEU ratio t5/translator: {t5_row['bleu'] / max(translator_row['bleu'], 1e-9):.3f}")
     for i in range(4):
         print(f"  {inputs[i]!r}\n    ref        {references[inputs[i]][0]!r}\n"

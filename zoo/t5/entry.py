@@ -424,8 +424,10 @@ class T5TextToText(ZooEntry):
         ids = tf.concat([ids[: c.max_input_length - 1], [t5.EOS]], axis=0)
         ids = tf.reshape(tf.pad(ids, [[0, c.max_input_length - tf.shape(ids)[0]]]), [1, c.max_input_length])
         tokens = self.generate_ids(model, ids)[0]
-        keep = tf.cast(tf.logical_and(tokens != t5.EOS, tokens != t5.PAD), tf.int32)
-        length = tf.reduce_sum(tf.math.cumprod(keep))
+        # Cut at the first end or pad id (a minimum, not a cumulative product: TFLite has no
+        # builtin Cumprod).
+        positions = tf.range(tf.shape(tokens)[0])
+        length = tf.reduce_min(tf.where((tokens == t5.EOS) | (tokens == t5.PAD), positions, tf.shape(tokens)[0]))
         return tf.reshape(self.tokenizer.detokenize(tokens[:length]), [1])
 
 
