@@ -36,6 +36,8 @@ flags.DEFINE_string("translator_preset", "small", "The translator preset.")
 flags.DEFINE_bool("parallel", False, "Train both at once, each pinned to its own core.")
 flags.DEFINE_string("keep", "", "Keep the workdirs under this folder (default: a temporary one, removed).")
 flags.DEFINE_list("t5_config", [], "Extra t5 --config KEY=VALUE settings (ablations).")
+flags.DEFINE_list("models", ["t5", "translator"], "Rows to train: t5, translator (and t5_pretrained, added "
+                  "by --pretrain_minutes).")
 flags.DEFINE_float("pretrain_minutes", 0.0, "When > 0, also t5_pretrain on the training targets for this long, "
                    "then t5 from it (--init_from) for --minutes: a third row.")
 
@@ -128,7 +130,8 @@ def main(argv):
         _write_pairs(validation_file, held)
         with open(os.path.join(root, "targets.txt"), "w", encoding="utf-8") as f:
             f.write("".join(target + "\n" for _, target in train))
-        commands = _commands(root, train_file, validation_file)
+        commands = {name: command for name, command in _commands(root, train_file, validation_file).items()
+                    if name in FLAGS.models or name == "t5_pretrained"}
         seconds = _train(commands, root)
         rows = {}
         for name in commands:
@@ -149,11 +152,13 @@ def main(argv):
     for name, r in rows.items():
         print(f"{name:44s} {r['bleu']:6.2f} {r['chrf']:6.2f} {r['rouge_l']:7.2f} {100 * r['slot_accuracy']:6.2f} "
               f"{r['steps']:6d} {r['train_s']:7.0f}")
-    t5_row, translator_row = list(rows.values())[:2]
-    print(f"BLEU ratio t5/translator: {t5_row['bleu'] / max(translator_row['bleu'], 1e-9):.3f}")
+    by_name = dict(zip(commands, rows.values()))
+    if "t5" in by_name and "translator" in by_name:
+        print(f"BLEU ratio t5/translator: {by_name['t5']['bleu'] / max(by_name['translator']['bleu'], 1e-9):.3f}")
     for i in range(4):
-        print(f"  {inputs[i]!r}\n    ref        {references[inputs[i]][0]!r}\n"
-              f"    t5         {t5_row['outputs'][i]!r}\n    translator {translator_row['outputs'][i]!r}")
+        print(f"  {inputs[i]!r}\n    ref        {references[inputs[i]][0]!r}")
+        for name, row in by_name.items():
+            print(f"    {name:13s}  {row['outputs'][i]!r}")
     print(json.dumps({k: {m: v for m, v in r.items() if m != "outputs"} for k, r in rows.items()}))
 
 

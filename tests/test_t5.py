@@ -212,3 +212,41 @@ def test_tfds_text_to_text_sets(tmp_path):
         assert entry.num_examples(source, "validation") == 30
     assert batch["inputs"].shape[0] == 8
     assert int(tf.reduce_sum(tf.cast(batch["labels"] == t5.EOS, tf.int32))) == 8
+
+
+def test_delexicalization_in_python_and_in_the_graph_agree():
+    from zoo.text import slots
+
+    keys = ("name", "near")
+    mrs = ["name : The Mill | Type : pub | near : Café (Rouge)",
+           "Type : pub | name : A\\B+C | area : riverside",
+           "name : Blue Spice",
+           "Type : coffee shop | area : city centre"]
+    outputs = ["<name> is near <near> .", "<name> by the river, not <near>", "<name><name>", "A coffee shop ."]
+    graph_delex = [t.decode() for t in slots.tf_delexicalize(tf.constant(mrs), keys).numpy()]
+    assert graph_delex == [slots.delexicalize(m, keys) for m in mrs]
+    assert graph_delex[0] == "name : <name> | Type : pub | near : <near>"
+    graph_relex = slots.tf_relexicalize(tf.constant(mrs), tf.constant(outputs), keys).numpy()
+    assert [t.decode() for t in graph_relex] == [slots.relexicalize(m, o, keys) for m, o in zip(mrs, outputs)]
+    assert graph_relex[0].decode() == "The Mill is near Café (Rouge) ."
+    assert graph_relex[1].decode() == "A\\B+C by the river, not <near>"  # no near in that input
+
+
+def test_delexicalized_training_pairs_and_vocabulary(tmp_path):
+    path = tmp_path / "d2t.tsv"
+    rows = ["input\ttarget"] + [f"name : Place {i % 30} | near : Shop {i % 7}\tPlace {i % 30} sits near Shop "
+                                f"{i % 7} ." for i in range(90)]
+    path.write_text("\n".join(rows) + "\n")
+    cls = registry.get("t5")
+    config = cls.preset("tiny")
+    config.delexicalize = "name,near"
+    entry = cls(config, str(tmp_path / "w"))
+    source = sources.parse(str(path))
+    entry.prepare(source)
+    pairs = entry.training_pairs(entry.pairs(source, "train"))
+    assert all(i.startswith("name : <name> | near : <near>") and t == "<name> sits near <near> ." for i, t in pairs)
+    processor = __import__("sentencepiece").SentencePieceProcessor(model_file=entry.vocabulary_path)
+    assert processor.encode("<name> sits near <near>", out_type=str)[0] in ("<name>", "▁<name>", "▁")
+    assert processor.piece_to_id("<name>") != processor.unk_id()
+    servables = entry.serving_functions(entry.build_model())
+    assert "generate_text" not in servables  # TFLite has no regular expressions

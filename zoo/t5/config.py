@@ -46,6 +46,10 @@ class T5Config:
         slot_keys: comma-separated attribute names whose values the output must state, for
             data-to-text inputs written `key : value | key : value` or `key[value], ...`
             (E2E); "*" for every attribute; empty: no slot accuracy.
+        delexicalize: comma-separated attribute names of `key : value | ...` inputs whose
+            values are replaced by placeholders `<key>` in inputs and targets for training and
+            put back after generation (E2E: "name,near"), so names never seen in training are
+            copied, not guessed. Empty: off.
         preset_dir: a local keras-hub T5 preset directory (`save_to_preset`): its
             vocabulary and weights to start from. Set by `--preset=PATH`.
         init_from: a `t5` or `t5_pretrain` workdir whose weights (and vocabulary) training
@@ -78,6 +82,7 @@ class T5Config:
     seed: int = 0
     eval_examples: int = 500
     slot_keys: str = "name,near"
+    delexicalize: str = ""
     preset_dir: str = ""
     init_from: str = ""
 

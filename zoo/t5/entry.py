@@ -20,7 +20,7 @@ from zoo.datasets import dates
 from zoo.entry import Servable, TrainingLength, ZooEntry
 from zoo.t5 import model as t5
 from zoo.t5.config import ARCHITECTURE, T5Config
-from zoo.text import labelled, metrics, spm
+from zoo.text import labelled, metrics, slots, spm
 from zoo.text.losses import token_cross_entropy
 
 VOCABULARY = "spm.model"
@@ -67,6 +67,7 @@ class T5TextToText(ZooEntry):
         self._cache = {}
         self.tokenizer = None
         self.sentinel_ids = None
+        self.delexicalized = tuple(k.strip() for k in config.delexicalize.split(",") if k.strip())
 
     # Data.
     def _read(self, path, input_column=None, target_column=None):
@@ -162,12 +163,13 @@ class T5TextToText(ZooEntry):
                                   f"preset directory.")
             shutil.copyfile(preset_vocabulary, self.vocabulary_path)
         else:
-            pairs = self.pairs(source, "train")[:VOCAB_TEXTS]
+            pairs = self.training_pairs(self.pairs(source, "train")[:VOCAB_TEXTS])
             # Targets are learned byte-exact (no normalization), so outputs compare equal to
             # references; inputs share the vocabulary, as in T5.
             spm.train([c.prefix + p[0] for p in pairs] + [p[1] for p in pairs], c.vocabulary_size,
                       self.vocabulary_path, normalization="identity", special_ids=spm.T5_IDS,
-                      user_symbols=[sentinel(i) for i in range(SENTINELS)])
+                      user_symbols=[sentinel(i) for i in range(SENTINELS)]
+                      + [slots.placeholder(k) for k in self.delexicalized])
         # Bad held-out rows fail now, not after the first epoch of training.
         self.pairs(source, "validation")
         self.load_assets()
@@ -185,14 +187,17 @@ class T5TextToText(ZooEntry):
         self.sentinel_ids = [processor.piece_to_id(sentinel(i)) for i in range(SENTINELS)]
 
     # Token ids.
-    def encode_inputs(self, texts):
-        """Input ids [B, max_input_length] of a batch of strings (prefix added, end id last)."""
+    def encode_inputs(self, texts, static=True):
+        """Input ids [B, max_input_length] of a batch of strings (prefix added, end id last);
+        with `static=False` [B, the batch's longest], which the served string signatures use:
+        every decoding step attends over the input, and padding it to `max_input_length`
+        made batch-32 generation 2.5x costlier per token on E2E."""
         c = self.config
         if c.prefix:
             texts = tf.strings.join([c.prefix, texts])
         ids = self.tokenizer.tokenize(texts)[:, : c.max_input_length - 1]
         ids = tf.concat([ids, tf.ones_like(ids[:, :1]) * t5.EOS], axis=1)
-        return ids.to_tensor(t5.PAD, shape=[None, c.max_input_length])
+        return ids.to_tensor(t5.PAD, shape=[None, c.max_input_length] if static else None)
 
     def encode_targets(self, texts):
         """(decoder inputs, labels) [B, max_target_length]: the start id then the target, and
@@ -208,9 +213,18 @@ class T5TextToText(ZooEntry):
         """Every pair of a split tokenized once: (inputs, decoder inputs, labels) arrays."""
         return self._pair_ids(self.pairs(source, split), (str(source), split))
 
+    def training_pairs(self, pairs):
+        """`pairs` as the model learns them: with `delexicalize`, the chosen attributes'
+        values replaced by placeholders in the inputs and the targets."""
+        if not self.delexicalized:
+            return pairs
+        keys = self.delexicalized
+        return [(slots.delexicalize(i, keys), slots.delexicalize_target(i, t, keys)) for i, t in pairs]
+
     def _pair_ids(self, pairs, name, chunk=4096):
         key = ("ids", name)
         if key not in self._cache:
+            pairs = self.training_pairs(pairs)
             parts = []
             for i in range(0, len(pairs), chunk):
                 part = pairs[i:i + chunk]
@@ -314,7 +328,8 @@ class T5TextToText(ZooEntry):
     def _generate_fn(self, model, method):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
         def generate(inputs):
-            return {"outputs": self.detokenize(self.generate_ids(model, self.encode_inputs(inputs), method))}
+            ids = self.generate_ids(model, self.encode_inputs(self.delexicalize(inputs), static=False), method)
+            return {"outputs": self.relexicalize(inputs, self.detokenize(ids))}
 
         return generate
 
@@ -325,10 +340,19 @@ class T5TextToText(ZooEntry):
             tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="top_k"),
             tf.TensorSpec([], tf.float32, name="top_p")])
         def sample(inputs, seed, temperature, top_k, top_p):
-            ids = self.generate_ids(model, self.encode_inputs(inputs), "sample", seed, temperature, top_k, top_p)
-            return {"outputs": self.detokenize(ids)}
+            ids = self.generate_ids(model, self.encode_inputs(self.delexicalize(inputs), static=False), "sample", seed,
+                                    temperature, top_k, top_p)
+            return {"outputs": self.relexicalize(inputs, self.detokenize(ids))}
 
         return sample
+
+    def delexicalize(self, texts):
+        """[B] input strings with `delexicalize`'s values replaced (in the graph)."""
+        return slots.tf_delexicalize(texts, self.delexicalized) if self.delexicalized else texts
+
+    def relexicalize(self, texts, outputs):
+        """Generated [B] strings with the placeholders replaced by each input's values."""
+        return slots.tf_relexicalize(texts, outputs, self.delexicalized) if self.delexicalized else outputs
 
     def generate(self, model, texts, method=None, batch_size=64):
         """Generated strings for a list of input strings."""
@@ -389,7 +413,7 @@ class T5TextToText(ZooEntry):
 
             return Servable(
                 tokens, tflite=True, tpu=(method == c.decode),
-                encode=lambda texts: {"inputs": self.encode_inputs(tf.constant(texts)).numpy()},
+                encode=lambda texts: {"inputs": self.encode_inputs(self.delexicalize(tf.constant(texts))).numpy()},
                 decode=lambda out: [t.decode() for t in self.detokenize(out["tokens"]).numpy()],
             )
 
@@ -397,20 +421,24 @@ class T5TextToText(ZooEntry):
         def generate_text(text):
             return {"text": self._generate_one(model, text)}
 
-        return {
+        servables = {
             "serving_default": Servable(self._generate_fn(model, c.decode)),
             "greedy": Servable(self._generate_fn(model, "greedy")),
             "beam_search": Servable(self._generate_fn(model, "beam")),
             "sample": Servable(self._sample_fn(model)),
             "greedy_tokens": tokens_fn("greedy"),
             "beam_search_tokens": tokens_fn("beam"),
-            "generate_text": Servable(
+        }
+        if not self.delexicalized:
+            # With `delexicalize`, text in and out needs regular expressions, which TFLite
+            # lacks: phones then run a *_tokens model and put the values back themselves.
+            servables["generate_text"] = Servable(
                 generate_text, tflite=True, encode=lambda texts: {"text": np.array(texts, dtype=object)},
                 decode=lambda out: [t.decode() if isinstance(t, bytes) else str(t) for t in out["text"]],
                 quantizations=("none", "float16", "dynamic"),
                 quantization_note="int8 calibration runs the model in TFLite's calibrator, which cannot load "
-                                  "the tokenizer's custom ops; use the *_tokens models for int8"),
-        }
+                                  "the tokenizer's custom ops; use the *_tokens models for int8")
+        return servables
 
     def _generate_one(self, model, text):
         """String [1] -> generated string [1] with no ragged or string-joining ops (TFLite has

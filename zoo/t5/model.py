@@ -129,5 +129,3 @@ def sample(lm, input_ids, max_length, seed=0, temperature=1.0, top_k=0, top_p=1.
 def logits(lm, inputs, training=False):
     """Teacher-forced logits [B, T, vocab] in float32 (the loss's precision)."""
     return ops.cast(lm(inputs, training=training), "float32")
-
-

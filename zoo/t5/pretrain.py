@@ -163,4 +163,3 @@ class T5Pretrain(T5TextToText):
     def training_inputs(self, source, count):
         batch = next(iter(self.dataset(source, "train", count, training=False)))
         return [t.decode() for t in self.detokenize(batch["inputs"]).numpy()]
-
