@@ -340,8 +340,8 @@ class T5TextToText(ZooEntry):
             tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="top_k"),
             tf.TensorSpec([], tf.float32, name="top_p")])
         def sample(inputs, seed, temperature, top_k, top_p):
-            ids = self.generate_ids(model, self.encode_inputs(self.delexicalize(inputs), static=False), "sample", seed,
-                                    temperature, top_k, top_p)
+            input_ids = self.encode_inputs(self.delexicalize(inputs), static=False)
+            ids = self.generate_ids(model, input_ids, "sample", seed, temperature, top_k, top_p)
             return {"outputs": self.relexicalize(inputs, self.detokenize(ids))}
 
         return sample
@@ -370,9 +370,9 @@ class T5TextToText(ZooEntry):
         result = metrics.generation_scores(outputs, references)
         keys = tuple(k.strip() for k in c.slot_keys.split(",") if k.strip())
         if keys:
-            slots = metrics.slot_accuracy(inputs, outputs, keys)
-            if slots is not None:
-                result["slot_accuracy"] = slots
+            stated = metrics.slot_accuracy(inputs, outputs, keys)
+            if stated is not None:
+                result["slot_accuracy"] = stated
         result["examples"] = len(inputs)
         parts = self.mixture(source)
         for part in parts or ():
