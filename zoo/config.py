@@ -99,3 +99,23 @@ def from_dict(cls, values, where):
             value = tuple(value)
         fixed[key] = value
     return cls(**fixed)
+
+
+def keras_hub_preset_config(path, class_name):
+    """The backbone config of a local keras-hub preset directory (`--preset=PATH`), checked to
+    be a `class_name` preset.
+
+    Raises:
+        ConfigError: naming the folder or its `config.json` when it is not such a preset.
+    """
+    import os
+
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"--preset={path}: no config.json; expected a keras-hub preset directory "
+                          f"(written by `save_to_preset`) or one of tiny, small, base.")
+    with open(config_file) as f:
+        stored = json.load(f)
+    if stored.get("class_name") != class_name:
+        raise ConfigError(f"{config_file}: a {stored.get('class_name')!r} preset; expected a {class_name}.")
+    return stored["config"]

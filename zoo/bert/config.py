@@ -4,7 +4,7 @@ import dataclasses
 import json
 import os
 
-from zoo.config import ConfigError
+from zoo.config import ConfigError, keras_hub_preset_config
 
 # Fields that fix the backbone's weights: a pretrained backbone (preset, --init_from) must
 # agree with the config on all of them.
@@ -61,15 +61,7 @@ class BertConfig:
     @classmethod
     def from_preset_directory(cls, path):
         """The config of a local keras-hub BERT preset directory (`--preset=PATH`)."""
-        config_file = os.path.join(path, "config.json")
-        if not os.path.isfile(config_file):
-            raise ConfigError(f"--preset={path}: no config.json; expected a keras-hub preset directory "
-                              f"(written by `save_to_preset`) or one of tiny, small, base.")
-        with open(config_file) as f:
-            stored = json.load(f)
-        if stored.get("class_name") != "BertBackbone":
-            raise ConfigError(f"{config_file}: a {stored.get('class_name')!r} preset; expected a BertBackbone.")
-        backbone = stored["config"]
+        backbone = keras_hub_preset_config(path, "BertBackbone")
         lowercase = True
         tokenizer_file = os.path.join(path, "tokenizer.json")
         if os.path.isfile(tokenizer_file):

@@ -1,10 +1,9 @@
 """Settings of the T5 entries (`t5`), with their presets."""
 
 import dataclasses
-import json
 import os
 
-from zoo.config import ConfigError
+from zoo.config import ConfigError, keras_hub_preset_config
 
 # Fields that fix the backbone's weights: a pretrained start (--preset=PATH, --init_from)
 # must agree with the config on all of them.
@@ -108,15 +107,7 @@ class T5Config:
     @classmethod
     def from_preset_directory(cls, path):
         """The config of a local keras-hub T5 preset directory (`--preset=PATH`)."""
-        config_file = os.path.join(path, "config.json")
-        if not os.path.isfile(config_file):
-            raise ConfigError(f"--preset={path}: no config.json; expected a keras-hub preset directory "
-                              f"(written by `save_to_preset`) or one of tiny, small, base.")
-        with open(config_file) as f:
-            stored = json.load(f)
-        if stored.get("class_name") != "T5Backbone":
-            raise ConfigError(f"{config_file}: a {stored.get('class_name')!r} preset; expected a T5Backbone.")
-        backbone = stored["config"]
+        backbone = keras_hub_preset_config(path, "T5Backbone")
         fields = {k: backbone[k] for k in ARCHITECTURE if k in backbone}
         fields["key_value_dim"] = backbone.get("key_value_dim") or 0
         activation = fields.get("activation", "relu")
