@@ -1,9 +1,10 @@
 """Exported artifacts of one trained model: sizes, batch-1 latencies, quantized metric, memory.
 
-    python benchmarks/export_artifacts.py [--model=translator|bert_classifier] [--steps=N] [--workdir=W]
+    python benchmarks/export_artifacts.py [--model=translator|bert_classifier|t5] [--steps=N] [--workdir=W]
 
 Trains the model (translator: preset small on `builtin:dates`; bert_classifier: preset small
-on `../shared/data/classification/sst2_train.tsv`, SST-2 dev as the held-out split), then:
+on `../shared/data/classification/sst2_train.tsv`, SST-2 dev as the held-out split; t5: preset
+mini on `../shared/data/text2text/e2e.tsv` with the README's E2E settings), then:
 1. `zoo export --formats=saved_model,keras,tflite --quantize=...` (every variant the model
    has) under `/usr/bin/time -v` (peak RSS of the whole process tree; conversions run in
    child processes);
@@ -13,7 +14,7 @@ on `../shared/data/classification/sst2_train.tsv`, SST-2 dev as the held-out spl
 and prints, from the manifest, each artifact's size against float32, its batch-1 median
 latency beside the SavedModel's and the Keras model's (measured in the same export), and the
 task metric (translator: chrF on 100 held-out dates; classifier: accuracy on all 872 SST-2
-dev sentences) of each artifact against Keras.
+dev sentences; t5: chrF on the 98 held-out E2E inputs) of each artifact against Keras.
 """
 
 import json
@@ -30,6 +31,7 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SST2 = os.path.join(ROOT, "..", "shared", "data", "classification")
+E2E = os.path.join(ROOT, "..", "shared", "data", "text2text", "e2e.tsv")
 MODELS = {
     "translator": {"train": ["--preset=small", "--config=eval_examples=200"], "steps": 800,
                    "quantize": "none,float16,dynamic", "checks": 100, "reference": "beam_search_tokens"},
@@ -38,6 +40,10 @@ MODELS = {
                                   f"--config=validation_data={SST2}/sst2_dev.tsv"],
                         "steps": 600, "quantize": "none,float16,dynamic,int8", "checks": 872,
                         "reference": "classify_ids"},
+    # The README's E2E command (delexicalized names); 900 steps is about 4 epochs.
+    "t5": {"train": ["--preset=mini", f"--data={E2E}", "--config=max_input_length=96",
+                     "--config=max_target_length=64", "--config=delexicalize=name,near"],
+           "steps": 900, "quantize": "none,float16,dynamic", "checks": 98, "reference": "greedy_tokens"},
 }
 flags.DEFINE_enum("model", "translator", list(MODELS), "The model to train and export.")
 flags.DEFINE_integer("steps", None, "Training steps before exporting (default: per model).")
@@ -59,8 +65,9 @@ def main(argv):
     del argv
     spec = MODELS[FLAGS.model]
     steps = FLAGS.steps or spec["steps"]
-    if FLAGS.model == "bert_classifier" and not os.path.exists(os.path.join(SST2, "sst2_train.tsv")):
-        print(f"skipped: {SST2}/sst2_train.tsv not found (the shared data folder is absent)")
+    needed = {"bert_classifier": os.path.join(SST2, "sst2_train.tsv"), "t5": E2E}.get(FLAGS.model)
+    if needed and not os.path.exists(needed):
+        print(f"skipped: {needed} not found (the shared data folder is absent)")
         return
     zoo = [sys.executable, "-m", "zoo.cli"]
     workdir = FLAGS.workdir
@@ -69,7 +76,6 @@ def main(argv):
             record = json.load(f)
         if record["model"] != FLAGS.model:
             raise app.UsageError(f"--workdir={workdir} holds a {record['model']!r}, not --model={FLAGS.model}.")
-        steps = record["trainer_config"]["steps"]
     else:
         workdir = tempfile.mkdtemp(prefix="bench-export-")
         subprocess.run(zoo + ["train", f"--model={FLAGS.model}", f"--workdir={workdir}", f"--steps={steps}",
@@ -84,6 +90,7 @@ def main(argv):
     from zoo import commands
 
     entry, trainer, _ = commands.restore(workdir)
+    steps = int(trainer.step.numpy())  # what the checkpoint holds (a --workdir may have stopped on max_seconds)
     frozen = os.path.join(workdir, "frozen-reference")
     name = spec["reference"]
     tflite.freeze(entry.serving_functions(trainer.model)[name].fn, name, frozen)
@@ -96,7 +103,9 @@ def main(argv):
     arts = manifest["artifacts"]
     sm = next(a for a in arts if a["format"] == "saved_model")
     metric = next(a["parity"]["metric"] for a in arts if a["format"] == "tflite")
-    print(f"\n== {FLAGS.model} (small, {steps} steps); validation: {json.dumps(manifest.get('training_metrics'))}")
+    with open(os.path.join(workdir, "zoo.json")) as f:
+        preset = json.load(f).get("preset")
+    print(f"\n== {FLAGS.model} ({preset}, {steps} steps); validation: {json.dumps(manifest.get('training_metrics'))}")
     print(f"Keras serving_default batch-1 median latency: {manifest['keras_latency_ms_batch1']:.2f} ms; "
           f"SavedModel (fresh process, strings in/out): {sm['latency_ms_batch1']:.2f} ms, {sm['size_bytes']:,} bytes")
     print(f"{'TFLite artifact':46s} {'bytes':>11s} {'x fp32':>7s} {'ms b=1':>7s} "

@@ -35,6 +35,8 @@ flags.DEFINE_string("t5_preset", "mini", "The t5 preset (the README's choice for
 flags.DEFINE_string("translator_preset", "small", "The translator preset.")
 flags.DEFINE_bool("parallel", False, "Train both at once, each pinned to its own core.")
 flags.DEFINE_string("keep", "", "Keep the workdirs under this folder (default: a temporary one, removed).")
+flags.DEFINE_integer("seed", 0, "The trainer's seed (weights, dropout, data order) for every row; the split "
+                     "stays the zoo's fixed one.")
 flags.DEFINE_multi_string("t5_config", [], "An extra t5 --config KEY=VALUE setting (ablations; repeat the flag).")
 flags.DEFINE_list("models", ["t5", "translator"], "Rows to train: t5, translator (and t5_pretrained, added "
                   "by --pretrain_minutes).")
@@ -64,7 +66,8 @@ def _write_pairs(path, pairs):
 
 def _commands(root, train_file, validation_file):
     seconds = FLAGS.minutes * 60
-    common = [f"--config=max_seconds={seconds}", "--config=log_every=100", "--config=checkpoint_every=100000"]
+    common = [f"--config=max_seconds={seconds}", "--config=log_every=100", "--config=checkpoint_every=100000",
+              f"--config=seed={FLAGS.seed}"]
     zoo = [sys.executable, "-m", "zoo.cli", "train"]
     t5 = zoo + ["--model=t5", f"--workdir={root}/t5", f"--data={FLAGS.data}", f"--preset={FLAGS.t5_preset}",
                 *common, *[f"--config={c}" for c in T5_LENGTHS + FLAGS.t5_config]]
@@ -76,7 +79,7 @@ def _commands(root, train_file, validation_file):
         pretrain = zoo + ["--model=t5_pretrain", f"--workdir={root}/t5_pretrain", f"--data={root}/targets.txt",
                           f"--preset={FLAGS.t5_preset}", f"--config=max_seconds={FLAGS.pretrain_minutes * 60}",
                           "--config=log_every=100", "--config=checkpoint_every=100000",
-                          *[f"--config={c}" for c in T5_LENGTHS]]
+                          f"--config=seed={FLAGS.seed}", *[f"--config={c}" for c in T5_LENGTHS]]
         finetune = [c.replace(f"--workdir={root}/t5", f"--workdir={root}/t5_finetuned") for c in t5]
         commands["t5_pretrained"] = (pretrain, finetune + [f"--init_from={root}/t5_pretrain"])
     return commands
@@ -148,7 +151,7 @@ def main(argv):
         if not FLAGS.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\n== E2E data-to-text: {len(train)} training rows ({len({s for s, _ in train})} inputs), "
-          f"{len(inputs)} held-out inputs ({len(held)} references), {FLAGS.minutes:g} min of training each"
+          f"{len(inputs)} held-out inputs ({len(held)} references), {FLAGS.minutes:g} min of training each, seed {FLAGS.seed}"
           f"{' (in parallel, one core each)' if FLAGS.parallel else ''}")
     print(f"{'model':44s} {'BLEU':>6s} {'chrF':>6s} {'ROUGE-L':>7s} {'slots':>6s} {'steps':>6s} {'train s':>7s}")
     for name, r in rows.items():

@@ -21,7 +21,8 @@ Training (batch 32, `--steps` timed steps after 3 untimed ones, the same E2E pai
 Generation (greedy, up to 32 new tokens, batch 1 and 32, untrained weights so no row stops
 early): zoo `T5TextToText.generate` (the served graph), keras-hub `generate` after
 `compile(sampler="greedy")`, HF `generate(do_sample=False, num_beams=1)`. And the cache:
-the zoo's decoding step at position 5 and at position 60 of a 64-token buffer.
+the zoo's decoding step at position 5 and at position 60 of a 64-token buffer. `--parts=xla`:
+the zoo's `generate` (what `evaluate`/`predict` run) as a graph and under XLA (`jit_compile`).
 """
 
 import os
@@ -41,7 +42,8 @@ flags.DEFINE_string("data", DEFAULT_DATA, "Text-to-text TSV with a header `input
 flags.DEFINE_string("preset", "small", "Zoo t5 preset whose sizes every model uses.")
 flags.DEFINE_integer("steps", 20, "Timed training steps of each model (after 3 untimed ones).")
 flags.DEFINE_integer("batch_size", 32, "Training batch.")
-flags.DEFINE_list("parts", ["train", "generate", "cache"], "What to measure.")
+flags.DEFINE_list("parts", ["train", "generate", "cache"], "What to measure (also: xla, the zoo's generation "
+                  "under XLA against the graph).")
 flags.DEFINE_integer("threads", 0, "Threads for every framework (0: os.cpu_count()).")
 WARMUP = 3
 
@@ -215,6 +217,21 @@ def generate_all(entry, model, inputs, keras_lm, hf_model, hf_tokenizer):
     return results
 
 
+def xla_generation(entry, model, inputs):
+    """Greedy tokens/s of `entry.generate` (what `evaluate` and `predict` run), graph against
+    XLA (the trainer's `jit_compile=true`), batch 1 and 32."""
+    new_tokens = entry.config.max_target_length
+    results = {}
+    for batch in (1, 32):
+        texts = (inputs * 32)[:batch]
+        for jit in (False, True):
+            entry.jit_compile = jit
+            results[(jit, batch)] = batch * new_tokens / _timed(
+                lambda: entry.generate(model, texts, "greedy", batch_size=batch))
+    entry.jit_compile = False
+    return results
+
+
 def cache_cost(entry, model):
     import tensorflow as tf
 
@@ -264,6 +281,14 @@ def main(argv):
             ratios = ", ".join(f"zoo/{name} {row['zoo'] / rate:.2f}" for name, rate in row.items() if name != "zoo")
             print(f"greedy tokens/s, batch {batch}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items())
                   + f"; {ratios} (zoo rows ran the full length: {results[('full_length', batch)]})")
+    if "xla" in FLAGS.parts:
+        from zoo.t5 import model as t5
+
+        model = t5.build(**_sizes(entry.config, entry.vocabulary_size))
+        results = xla_generation(entry, model, inputs)
+        for batch in (1, 32):
+            print(f"zoo greedy tokens/s, batch {batch}: graph {results[(False, batch)]:.1f}, XLA "
+                  f"{results[(True, batch)]:.1f} (ratio XLA/graph {results[(True, batch)] / results[(False, batch)]:.2f})")
     if "cache" in FLAGS.parts:
         from zoo.t5 import model as t5
 

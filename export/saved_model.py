@@ -1,4 +1,5 @@
-"""SavedModels in the TF Serving layout, published atomically, checked in a fresh process."""
+"""SavedModels in the TF Serving layout: written and checked in a fresh process on the local
+disk, then published as the next version of the base path (`publish`)."""
 
 import json
 import os
@@ -11,12 +12,14 @@ import numpy as np
 import tensorflow as tf
 
 from export.errors import ExportError
+from zoo import fileio
 
 # Runs in a fresh interpreter that imports only what TF Serving links: TensorFlow and the
 # tensorflow-text ops. This project is not on its path, and loading and running the model
 # must import nothing more (`import tensorflow` itself already pulls in parts of Keras).
 _SERVE_SCRIPT = r"""
 import json, sys, time
+import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tf-text ops, as TF Serving links them)
 before = set(sys.modules)
@@ -37,7 +40,8 @@ for i in range(min(20, len(next(iter(inputs.values()))))):
     times.append(1000 * (time.perf_counter() - start))
 leaked = sorted(m for m in set(sys.modules) - before
                 if m.split(".")[0] in ("keras", "zoo", "trainers", "export"))
-result = {k: (v.numpy().astype(str).tolist() if v.dtype == tf.string else v.numpy().tolist())
+text = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])  # not astype(str): that reads ASCII
+result = {k: (text(v.numpy()).tolist() if v.dtype == tf.string and v.shape.num_elements() else v.numpy().tolist())
           for k, v in outputs.items()}
 print(json.dumps({"outputs": result, "leaked_modules": leaked,
                   "latency_ms_batch1": sorted(times)[len(times) // 2]}))
@@ -45,7 +49,7 @@ print(json.dumps({"outputs": result, "leaked_modules": leaked,
 
 
 def next_version(base):
-    versions = [int(d) for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []
+    versions = [int(d) for d in fileio.listdir(base) if d.isdigit()] if fileio.isdir(base) else []
     return max(versions, default=0) + 1
 
 
@@ -76,37 +80,61 @@ def write_warmup_requests(path, model_name, inputs, signature="serving_default",
     return rows
 
 
-def save(root, signatures, base, check=None, options=None, warmup=None):
-    """Saves `root` with `signatures` as the next version under `base`; returns its path.
+def save(root, signatures, folder, check=None, options=None, warmup=None):
+    """Saves `root` with `signatures` in the local `folder`; `warmup(folder)` may add files
+    (warmup requests), then `check(folder)` runs if given. `publish` puts it in place."""
+    tf.saved_model.save(root, folder, signatures=signatures, options=options)
+    if warmup is not None:
+        warmup(folder)
+    if check is not None:
+        check(folder)
+    return folder
 
-    `warmup(path)` may add files (warmup requests) before the check. The version is written
-    beside its final place, checked with `check(path)` if given, and
-    only then renamed into place, so a server polling `base` never sees a half-written or
-    failing version.
+
+# The file TF Serving's loader reads first: on an object store it is written last.
+GRAPH_FILE = "saved_model.pb"
+
+
+def publish(folder, base):
+    """Copies the checked SavedModel in the local `folder` to `base` as its next version and
+    returns the version's path. A server polling `base` never loads a partial version:
+
+    - on a filesystem with atomic renames (local disks), the version is copied beside its
+      final place under a name TF Serving ignores (`.tmp-...`, not a number), then renamed;
+    - on an object store (`gs://`, where a rename is a copy of every object), the files are
+      copied straight into `base/VERSION/` with `saved_model.pb` last: until it lands, a
+      server that lists the version cannot start loading it (no graph; TF Serving retries
+      a failed load), and once it lands every other file is already there.
+
+    A copy that fails removes what it wrote.
     """
-    os.makedirs(base, exist_ok=True)
     version = next_version(base)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base)
+    final = fileio.join(base, str(version))
+    if fileio.is_local(base):
+        fileio.makedirs(base)
+        tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base)
+        try:
+            fileio.copy_tree(folder, tmp)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
     try:
-        tf.saved_model.save(root, tmp, signatures=signatures, options=options)
-        if warmup is not None:
-            warmup(tmp)
-        if check is not None:
-            check(tmp)
-        final = os.path.join(base, str(version))
-        os.rename(tmp, final)
+        fileio.copy_tree(folder, final, last=(GRAPH_FILE,))
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fileio.rmtree(final)
         raise
     return final
 
 
-def run_fresh(path, signature, inputs, chunk):
+def run_fresh(path, signature, inputs, chunk, name=None):
     """Runs `signature` of the SavedModel at `path` in a fresh Python process.
 
     Args:
         inputs: dict of argument name to a JSON-able list.
         chunk: rows per call of the signature.
+        name: what errors call the model (default: `path`).
 
     Returns:
         (dict of output name to numpy array, median batch-1 latency in ms).
@@ -123,8 +151,9 @@ def run_fresh(path, signature, inputs, chunk):
     finally:
         os.unlink(f.name)
     if proc.returncode != 0:
-        raise ExportError(f"{path}: signature {signature!r} failed in a fresh process:\n{proc.stderr[-3000:]}")
+        raise ExportError(f"{name or path}: signature {signature!r} failed in a fresh process:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["leaked_modules"]:
-        raise ExportError(f"{path}: loading imported {result['leaked_modules'][:5]}; it must need only TensorFlow.")
+        raise ExportError(f"{name or path}: loading imported {result['leaked_modules'][:5]}; it must need only "
+                          f"TensorFlow.")
     return {k: np.array(v) for k, v in result["outputs"].items()}, result["latency_ms_batch1"]

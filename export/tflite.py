@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from export.errors import ExportError
+from export.errors import ConversionError, ExportError
 
 BUILTINS = "TFLITE_BUILTINS"
 # Not a TFLite op set: the converter's `allow_custom_ops`, for ops with kernels of their own
@@ -92,7 +92,8 @@ def convert(fn, signature_name, path, quantize="none", representative=None, int8
                 # with SIGSEGV; float16 and dynamic-range quantization of the same model work.
                 hint = " int8 calibration does not support this model's loop; use float16 or dynamic."
             lines = [line for line in proc.stderr.splitlines() if not line.startswith(("I0000", "W0000", "E0000"))]
-            raise ExportError(f"{path.removesuffix('.tmp')}: TFLite conversion ({quantize}) {how}.{hint}\n" + "\n".join(lines[-30:]))
+            raise ConversionError(f"{os.path.basename(path)}: TFLite conversion ({quantize}) {how}.{hint}\n"
+                                  + "\n".join(lines[-30:]))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         shutil.move(out, path)
         return list(op_sets)

@@ -7,6 +7,7 @@ under a two-replica MirroredStrategy, and a SavedModel + TFLite export with pari
 
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 
@@ -46,6 +47,17 @@ def zoo_cli(*args, check=True, timeout=600):
     if check and proc.returncode != 0:
         raise AssertionError(f"zoo {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def free_ports(count):
+    """`count` TCP ports free on localhost now (for TF_CONFIG clusters of worker processes)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def tiny_entry(name, workdir, data=None):

@@ -303,7 +303,7 @@ def test_mlm_pretraining_then_classifier_init_from(tmp_path):
         np.testing.assert_allclose(want, got)  # a zero learning rate keeps the pretrained backbone
     assert open(os.path.join(classifier_dir, "assets", "vocab.txt")).read() == \
         open(os.path.join(mlm_dir, "assets", "vocab.txt")).read()
-    with pytest.raises(ConfigError, match=r"--init_from=.*pretrained with num_layers=2, the classifier has 4"):
+    with pytest.raises(ConfigError, match=r"--init_from=.*trained with num_layers=2, this model has 4"):
         commands.train("bert_classifier", str(tmp_path / "clf2"), data=data, preset="small", steps=1,
                        overrides=[f"init_from={mlm_dir}"])
 

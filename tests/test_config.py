@@ -38,3 +38,9 @@ def test_round_trip_and_unknown_stored_key():
     assert from_dict(TranslatorConfig, dataclasses.asdict(config), "x") == config
     with pytest.raises(ConfigError, match="zoo.json.*unknown keys \\['bogus'\\]"):
         from_dict(TranslatorConfig, {"bogus": 1}, "/w/zoo.json")
+
+
+def test_a_renamed_key_of_an_older_workdir_still_loads():
+    from zoo.t5.config import T5Config
+
+    assert from_dict(T5Config, {"seed": 7}, "/w/zoo.json").sample_seed == 7

@@ -63,6 +63,21 @@ def test_mismatches_compare_floats_within_max_abs_diff_and_the_rest_exactly():
     assert exporter._mismatches(expected, close) == set()
     assert exporter._mismatches(expected, close, max_abs_diff=1e-5) == {0, 1}
     assert exporter._mismatches(expected, {**close, "label": np.array(["a", "c"])}) == {1}
+    # Text beyond ASCII (E2E's "Café Rouge"), as bytes from Keras and as str from JSON.
+    cafe = {"text": np.array(["Café Rouge".encode(), b"x"], dtype=object)}
+    assert exporter._mismatches(cafe, {"text": np.array(["Café Rouge", "x"])}) == set()
+    assert exporter._mismatches(cafe, {"text": np.array(["Cafe Rouge", "x"])}) == {0}
+
+
+def test_the_fresh_process_check_reads_utf8_outputs(tmp_path):
+    from export import saved_model
+
+    module = tf.Module()
+    module.f = tf.function(lambda inputs: {"outputs": tf.strings.join([inputs, " – Café"])},
+                           input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.f})
+    outputs, _ = saved_model.run_fresh(str(tmp_path), "serving_default", {"inputs": ["Crêpe"]}, chunk=4)
+    assert outputs["outputs"].tolist() == ["Crêpe – Café"]
 
 
 def test_unknown_format_is_named(tmp_path):
@@ -90,15 +105,29 @@ def test_quantized_tflite_variants(tmp_path):
 
 
 @pytest.mark.slow
-def test_quantized_metric_threshold_fails_with_the_figure(tmp_path):
+def test_a_failed_check_publishes_nothing_and_int8_that_cannot_convert_is_skipped(tmp_path):
     entry, source = helpers.tiny_entry("translator", tmp_path)
     trainer = Trainer(entry, TrainerConfig(steps=150, batch_size=32, log_every=50), str(tmp_path))
     trainer.train(source, evaluate=False)
-    # A threshold below zero fails any quantized artifact, naming it and the figure.
+    export_dir = tmp_path / "export"
+    # Every variant the user asks for: int8 calibration crashes on the decode loop, so int8 is
+    # skipped with the converter's reason and the rest is exported.
+    first = exporter.export(entry, trainer.model, str(tmp_path), formats=("saved_model", "tflite"), source=source,
+                            num_checks=10, quantize=("none", "dynamic", "int8"),
+                            checks=exporter.Verification(max_metric_drop=100.0))
+    skipped = {(s["signature"], s["quantization"]): s["reason"] for s in first["skipped"]}
+    assert set(skipped) == {("greedy_tokens", "int8"), ("beam_search_tokens", "int8")}
+    assert all("TFLite conversion (int8)" in reason for reason in skipped.values())
+    before = {p.relative_to(export_dir): p.read_bytes() for p in export_dir.rglob("*") if p.is_file()}
+    # A threshold below zero fails the dynamic-range artifacts, checked after the SavedModel
+    # and the float ones passed: the export fails naming the artifact and the figure, and
+    # nothing of it is published.
     with pytest.raises(exporter.ExportError, match=r"translator_greedy_tokens_dynamic.tflite: chrf drops .* points"):
-        exporter.export(entry, trainer.model, str(tmp_path), formats=("tflite",), source=source, num_checks=10,
-                        quantize=("dynamic",), checks=exporter.Verification(max_metric_drop=-1.0))
-    assert not os.path.exists(os.path.join(str(tmp_path), "export", "tflite", "translator_greedy_tokens_dynamic.tflite"))
+        exporter.export(entry, trainer.model, str(tmp_path), formats=("saved_model", "tflite"), source=source,
+                        num_checks=10, quantize=("none", "dynamic"), checks=exporter.Verification(max_metric_drop=-1.0))
+    after = {p.relative_to(export_dir): p.read_bytes() for p in export_dir.rglob("*") if p.is_file()}
+    assert after == before  # no version 2, the TFLite files and the manifest as they were
+    assert sorted(os.listdir(export_dir / "saved_model" / "translator")) == ["1"]
 
 
 @pytest.mark.slow

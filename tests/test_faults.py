@@ -6,6 +6,7 @@ interrupted (CPU, deterministic ops, fixed seeds, dropout on).
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -109,3 +110,43 @@ def test_kills_during_saves_leave_a_usable_checkpoint(straight, tmp_path):
         assert reader_path and tf.train.load_checkpoint(reader_path).get_variable_to_shape_map()
     zoo_cli("train", *FLAGS, f"--workdir={workdir}", f"--steps={STEPS}")
     assert_same_weights(straight, workdir)
+
+
+# A chunk of steps longer than a preemption notice: at batch 1 an epoch of the 20,000 built-in
+# dates is 20,000 steps (about a minute for the tiny model) in one call of the training
+# function, with no log line, checkpoint or evaluation inside it. A constant learning rate,
+# so that a run planned for 100,000 steps and one planned for fewer take the same steps.
+LONG_CHUNK = ["--batch_size=1", "--config=steps_per_execution=100000", "--config=log_every=100000",
+              "--config=checkpoint_every=100000", "--config=lr_schedule=constant", "--config=warmup_fraction=0"]
+EPOCH = 20000
+
+
+def test_sigterm_inside_a_long_chunk_stops_within_seconds_and_resumes_exactly(tmp_path):
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    flags = [f for f in FLAGS if "steps_per_execution" not in f and "batch_size" not in f] + LONG_CHUNK
+    workdir = str(tmp_path / "preempted")
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "train", *flags, f"--workdir={workdir}",
+                             "--steps=100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+    for line in proc.stdout:
+        if line.startswith("Training length"):
+            break
+    time.sleep(3)  # inside the first chunk (tracing included)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    seconds = time.monotonic() - sent
+    assert proc.returncode == 75, err[-2000:]
+    assert seconds < 30, f"{seconds:.1f} s from SIGTERM to exit"
+    stopped_at = int(re.search(r"Stopped on SIGTERM at step (\d+)", err).group(1))
+    assert 0 < stopped_at < EPOCH, "the chunk ended before the signal: the test needs a longer one"
+    # Resumed to a few steps further, it ends where a run never stopped ends.
+    total = stopped_at + 3
+    zoo_cli("train", *flags, f"--workdir={workdir}", f"--steps={total}")
+    straight = str(tmp_path / "straight")
+    zoo_cli("train", *flags, f"--workdir={straight}", f"--steps={total}")
+    a, _ = model_weights(straight)
+    b, path = model_weights(workdir)
+    assert path.endswith(f"ckpt-{total}")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)

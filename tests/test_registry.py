@@ -1,6 +1,9 @@
+import dataclasses
+
 import pytest
 
 import zoo  # noqa: F401  (imports every entry)
+from trainers import TrainerConfig
 from zoo import registry
 
 EXPECTED = {"translator", "vae", "gan", "bert_classifier", "bert_mlm", "t5"}
@@ -11,6 +14,15 @@ def test_registry_holds_every_entry():
     for name in registry.names():
         cls = registry.get(name)
         assert cls.name == name and cls.description and cls.config_class.PRESETS.keys() >= {"tiny", "small", "base"}
+
+
+def test_no_model_setting_shadows_a_trainer_setting():
+    # `--config KEY=VALUE` goes to the first config with that key: a model field named like a
+    # trainer field (T5's sampling `seed` once did) would leave the trainer's unreachable.
+    trainer_keys = {f.name for f in dataclasses.fields(TrainerConfig)}
+    for name in registry.names():
+        model_keys = {f.name for f in dataclasses.fields(registry.get(name).config_class)}
+        assert not model_keys & trainer_keys, (name, model_keys & trainer_keys)
 
 
 def test_duplicate_name_raises():

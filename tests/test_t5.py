@@ -52,6 +52,20 @@ def test_greedy_matches_teacher_forcing_and_beam_of_one():
     np.testing.assert_array_equal(np.asarray(t5.beam(lm, source, 8, beam_size=1)), greedy)
 
 
+def test_generation_under_xla_equals_the_graph_generation(tmp_path):
+    # The trainer's jit_compile=True compiles evaluate/predict's decoding loop with XLA.
+    entry, source = helpers.tiny_entry("t5", tmp_path)
+    model = entry.build_model()
+    inputs, _ = entry.grouped(source, "validation", 5)
+    for method in ("greedy", "beam"):
+        entry.jit_compile = False
+        graph = entry.generate(model, inputs, method, batch_size=4)
+        entry.jit_compile = True
+        assert entry.generate(model, inputs, method, batch_size=4) == graph, method
+    # One shape for every batch, the last, shorter one included: compiled once.
+    assert entry._xla_ids_fn(model, "greedy").experimental_get_tracing_count() == 1
+
+
 def test_padding_does_not_change_the_generation():
     lm = _tiny_lm(2)
     short = np.array([[5, 6, 7, 1]], "int32")

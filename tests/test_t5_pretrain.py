@@ -100,3 +100,42 @@ def test_pretraining_resumes_exactly_and_starts_t5(tmp_path):
     other.config.num_layers = 3
     with pytest.raises(ConfigError, match="num_layers=2, this model has 3"):
         other.prepare(sources.parse("builtin:dates"))
+
+
+def _preset_without_sentinels(path, texts, spare_rows):
+    """A keras-hub T5 preset whose vocabulary, like Google's t5 SentencePiece models, has no
+    `<extra_id_N>` pieces; its embedding has `spare_rows` rows after the pieces."""
+    import keras_hub
+    import sentencepiece
+
+    from zoo.text import spm
+
+    vocabulary = path.parent / f"{path.name}.spm"
+    spm.train(texts, 200, str(vocabulary), normalization="identity", special_ids=spm.T5_IDS)
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(vocabulary)).vocab_size()
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=pieces + spare_rows, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        key_value_dim=8, dropout=0.0)
+    backbone.save_to_preset(str(path))
+    keras_hub.models.T5Tokenizer(proto=str(vocabulary)).save_to_preset(str(path))
+    return pieces
+
+
+def test_a_preset_vocabulary_without_sentinels_uses_t5s_ids_after_its_pieces(tmp_path):
+    cls = registry.get("t5_pretrain")
+    source = sources.parse("builtin:dates")
+    texts = [t for pair in cls(cls.preset("tiny"), str(tmp_path / "probe")).pairs(source, "train") for t in pair]
+    pieces = _preset_without_sentinels(tmp_path / "preset", texts[:2000], spare_rows=100 + 28)
+    entry = cls(cls.preset(str(tmp_path / "preset")), str(tmp_path / "run"))
+    entry.prepare(source)
+    # `<extra_id_0>` is the last of the 100 ids after the pieces, `<extra_id_99>` the first.
+    assert entry.sentinel_ids[0] == pieces + 99 and entry.sentinel_ids[99] == pieces
+    inputs, _, labels = entry.corrupted(tf.constant(entry.token_rows(source, "train")[0]), tf.constant([0, 1]))
+    assert pieces + 99 in inputs.numpy().tolist() and labels.numpy()[0] == pieces + 99
+    # Ids without a piece (sentinels, spare rows) detokenize as the unknown piece, not an error.
+    text = entry.detokenize(tf.constant([[entry.sentinel_ids[0], pieces + 120, 1]])).numpy()[0].decode()
+    assert text.count("\u2047") == 2, text
+    # An embedding with no room for the sentinels cannot pretrain: said at once, naming the preset.
+    _preset_without_sentinels(tmp_path / "small", texts[:2000], spare_rows=10)
+    with pytest.raises(ConfigError, match="no <extra_id_N> pieces.*100 sentinels"):
+        cls(cls.preset(str(tmp_path / "small")), str(tmp_path / "run2")).prepare(source)

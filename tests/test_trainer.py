@@ -1,7 +1,6 @@
 """The trainer on its own: phases, precision, XLA, schedules, faults, early stopping, logs."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -140,7 +139,8 @@ def test_non_finite_loss_names_step_and_keeps_last_checkpoint(tmp_path):
     cls = toy_entry.register()
     try:
         entry = cls(toy_entry.ToyConfig(poison_step=7), str(tmp_path))
-        config = TrainerConfig(steps=20, batch_size=16, checkpoint_every=4, log_every=1, steps_per_execution=1)
+        # Step 7 inside a chunk of steps 5-8: the error names step 7, where it happened.
+        config = TrainerConfig(steps=20, batch_size=16, checkpoint_every=4, log_every=4, steps_per_execution=4)
         with pytest.raises(TrainingError, match=r"Non-finite loss .* at step 7; the last good checkpoint .*ckpt-4"):
             Trainer(entry, config, str(tmp_path)).train(TOY, evaluate=False)
         assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
@@ -159,6 +159,34 @@ def test_early_stopping_keeps_best_and_plots(toy, tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "best")).endswith("best-4")
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-12")
     assert (tmp_path / "training_curves.png").stat().st_size > 1000
+
+
+def test_a_run_killed_between_evaluations_stops_early_where_one_never_killed_does(toy, tmp_path):
+    # Early stopping's state is in the checkpoint: evaluations after the last checkpoint are
+    # replayed on resume, not counted twice (once they were, from a best.json on disk).
+    config = TrainerConfig(epochs=10, batch_size=128, learning_rate=0.0, early_stopping_metric="mean_gap",
+                           early_stopping_patience=3, log_every=4, checkpoint_every=8)
+    assert Trainer(toy, config, str(tmp_path / "straight")).train(TOY)["step"] == 16
+
+    class Killed(Exception):
+        pass
+
+    trainer = Trainer(toy, config, str(tmp_path / "killed"))
+    track = trainer._track_best
+
+    def track_then_die(metrics, step, manager):
+        stop = track(metrics, step, manager)
+        if step == 12:  # evaluated, not yet checkpointed (ckpt-8 is the latest)
+            raise Killed
+        return stop
+
+    trainer._track_best = track_then_die
+    with pytest.raises(Killed):
+        trainer.train(TOY)
+    assert tf.train.latest_checkpoint(str(tmp_path / "killed" / "checkpoints")).endswith("ckpt-8")
+    assert Trainer(toy, config, str(tmp_path / "killed")).train(TOY)["step"] == 16
+    best = json.load(open(tmp_path / "killed" / "checkpoints" / "best" / "best.json"))
+    assert best["step"] == 4 and best["bad_evaluations"] == 3
 
 
 def test_unknown_early_stopping_metric(toy, tmp_path):

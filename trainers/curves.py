@@ -1,5 +1,6 @@
 """A PNG of the training curves, drawn from `metrics.jsonl`."""
 
+import io
 import json
 import os
 
@@ -14,9 +15,10 @@ def plot(workdir, path=None):
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    rows = []
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    from zoo import fileio
+
+    rows = [json.loads(line) for line in fileio.read_text(os.path.join(workdir, "metrics.jsonl")).split("\n")
+            if line.strip()]
     train = [r for r in rows if r["kind"] == "train"]
     val = [r for r in rows if r["kind"] == "validation"]
     val_keys = sorted({k for r in val for k, v in r.items()
@@ -36,8 +38,8 @@ def plot(workdir, path=None):
         ax.axis("off")
     fig.tight_layout()
     path = path or os.path.join(workdir, "training_curves.png")
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=80)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
+    fileio.write_atomic(path, png.getvalue())
     return path

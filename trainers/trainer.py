@@ -17,9 +17,10 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import signal
+import socket
 import sys
+import threading
 import time
 
 import keras
@@ -30,6 +31,7 @@ from trainers import curves
 from trainers.config import TrainerConfig
 from trainers.schedules import WarmupDecay
 from trainers.strategy import is_chief, worker_id
+from zoo import fileio
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on SIGTERM after a checkpoint; run again to resume
 
@@ -106,6 +108,7 @@ class Trainer:
         # XLA (a TPU, jit_compile) compiles the step once per input shape; elsewhere batches
         # may be cut to their longest example.
         entry.static_shapes = bool(c.jit_compile) or isinstance(self.strategy, tf.distribute.TPUStrategy)
+        entry.jit_compile = bool(c.jit_compile)
         with self.strategy.scope():
             self.model = entry.build_model()
             self.model.build()
@@ -118,12 +121,26 @@ class Trainer:
             for phase, optimizer in zip(self.phases, self.optimizers):
                 optimizer.build(phase.variables(self.model))
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # Early stopping's state lives in the checkpoint: a resumed run counts the
+            # evaluations since its checkpoint once, as a run never interrupted did.
+            self.early_stopping = tf.train.Checkpoint(
+                best=tf.Variable(float("nan"), dtype=tf.float64, trainable=False, name="best_value"),
+                best_step=tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step"),
+                bad_evaluations=tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_evaluations"))
         self.checkpoint_dir = os.path.join(self.workdir, "checkpoints")
         # Every worker must take part in a save; only the chief's lands in the real folder.
         self._save_dir = self.checkpoint_dir if self.chief else os.path.join(
             self.checkpoint_dir, f".worker-{self.worker}-tmp")
         self._stop_requested = False
+        # Set the moment SIGTERM arrives (by a watcher thread, while a chunk of steps runs):
+        # every step reads it and the workers agree on it, so a chunk of any length ends at
+        # the next step (`_install_sigterm_handler`). A worker's own flag, outside the strategy.
+        with tf.device("/cpu:0"):
+            self._stop_flag = tf.Variable(0.0, trainable=False, name="stop_requested")
         self._validation_loss_fn = None
+        self._broadcast_fn = None
+        self._multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+            self.strategy.extended._num_workers > 1  # noqa: SLF001
 
     def _plan_length(self, source):
         """Sets `steps_per_epoch` and `total_steps` (and says how the length was chosen)."""
@@ -144,8 +161,10 @@ class Trainer:
                             f"{self.total_steps:,} steps ({how})")
 
     # Checkpoints.
-    def _checkpoint(self):
+    def _checkpoint(self, early_stopping=True):
         objects = {f"optimizer_{p.name}": o for p, o in zip(self.phases, self.optimizers)}
+        if early_stopping:  # not in checkpoints written before 2026-11-27
+            objects["early_stopping"] = self.early_stopping
         # Dropout's random state lives in seed-generator variables that are not weights, and
         # the model's own checkpoint tracking misses them; without them a resumed run draws
         # other dropout masks than one never interrupted.
@@ -162,8 +181,11 @@ class Trainer:
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if not latest:
             return None
+        # The reader takes the prefix itself (`tf.train.list_variables` asks whether it is a
+        # folder first, which filesystems that know no folders, such as ram://, answer wrongly).
+        stored = {name.split("/")[0] for name in tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
         try:
-            status = self._checkpoint().restore(latest).assert_existing_objects_matched()
+            status = self._checkpoint("early_stopping" in stored).restore(latest).assert_existing_objects_matched()
             if iterator is None:  # evaluate/predict/export: the optimizers' slots are not needed
                 status.expect_partial()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
@@ -181,16 +203,16 @@ class Trainer:
         # The input position first: a kill between the two saves leaves the model checkpoint
         # at the previous step, whose input position is still on disk.
         input_checkpoint = tf.train.Checkpoint(iterator=iterator)
-        os.makedirs(self._input_dir(), exist_ok=True)
+        fileio.makedirs(self._input_dir())
         input_checkpoint.write(os.path.join(self._input_dir(), f"input-{step}"))
         manager.save(checkpoint_number=step)
         keep = {int(os.path.basename(p).split("-")[-1]) for p in manager.checkpoints}
-        for name in os.listdir(self._input_dir()):
+        for name in fileio.listdir(self._input_dir()):
             number = name.split(".")[0].split("-")[-1]
             if number.isdigit() and int(number) not in keep and int(number) != step:
-                os.remove(os.path.join(self._input_dir(), name))
+                fileio.remove(os.path.join(self._input_dir(), name))
         if not self.chief:
-            shutil.rmtree(self._save_dir, ignore_errors=True)
+            fileio.rmtree(self._save_dir)
 
     # Input.
     def _distribute(self, batch):
@@ -205,9 +227,13 @@ class Trainer:
         return self.strategy.experimental_distribute_values_from_function(value_fn)
 
     # The step.
-    def _replica_step(self, batch):
+    def _replica_step(self, batch, stop_flag):
+        """One optimizer step of every phase; returns (losses, stop), `stop` > 0 when any
+        worker's stop flag was set: it rides in the first phase's gradient all-reduce, so the
+        workers agree on it at no extra collective."""
         ctx = tf.distribute.get_replica_context()
         losses = []
+        stop = tf.identity(tf.cast(stop_flag, tf.float32))  # on this replica's device, for the all-reduce
         for phase, optimizer in zip(self.phases, self.optimizers):
             variables = phase.variables(self.model)
             scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -226,7 +252,10 @@ class Trainer:
             replicas = ctx.num_replicas_in_sync
             if replicas > 1:
                 # Clip the global gradient, not each replica's share of it.
-                grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+                if not losses:
+                    *grads, stop = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads + [stop])
+                else:
+                    grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
             if self.config.clipnorm:
                 # In true (unscaled) units; a non-finite norm keeps the gradients non-finite,
                 # so the loss-scale optimizer still skips that step.
@@ -240,7 +269,7 @@ class Trainer:
                 grads = [g / replicas for g in grads]
             optimizer.apply_gradients(zip(grads, variables))
             losses.append(loss)
-        return tf.stack(losses)
+        return tf.stack(losses), stop
 
     def _make_train_function(self):
         replica_step = self._replica_step
@@ -249,19 +278,29 @@ class Trainer:
 
         @tf.function
         def train_steps(iterator, count, stop_requested, planned_estimate):
+            """Up to `count` steps; (losses of the last, stop, planned steps, steps done). The
+            chunk ends early, at the step where it happened, on a stop request (agreed by
+            every worker inside the step) or a non-finite loss (the same on every worker)."""
             losses = tf.zeros([len(self.phases)])
+            done = tf.constant(0, tf.int64)
+            stopped = tf.constant(False)
             for _ in tf.range(count):
-                per_replica = self.strategy.run(replica_step, args=(self._distribute(next(iterator)),))
-                losses = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-            self.step.assign_add(tf.cast(count, tf.int64))
-            # Every worker learns whether any was asked to stop, so all stop at the same step,
-            # and all take the same plan (the mean of their time-budget estimates).
+                step_losses, agreed = self.strategy.run(
+                    replica_step, args=(self._distribute(next(iterator)), self._stop_flag.read_value()))
+                losses = self.strategy.reduce(tf.distribute.ReduceOp.SUM, step_losses, axis=None)
+                done += 1
+                stopped = self.strategy.experimental_local_results(agreed)[0] > 0
+                if stopped or not tf.reduce_all(tf.math.is_finite(losses)):
+                    break
+            self.step.assign_add(done)
+            # Every worker learns whether any was asked to stop between chunks, so all stop at
+            # the same step, and all take the same plan (the mean of their time-budget estimates).
             flags = self.strategy.run(lambda: tf.identity(stop_requested))
-            stop = self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None) > 0
+            stop = tf.logical_or(stopped, self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None) > 0)
             estimates = self.strategy.run(lambda: tf.identity(planned_estimate))
             estimate = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, estimates, axis=None)
             self.planned_steps.assign(tf.maximum(self.step, tf.cast(tf.round(estimate), tf.int64)))
-            return losses, stop, self.planned_steps.read_value()
+            return losses, stop, self.planned_steps.read_value(), done
 
         return train_steps
 
@@ -313,20 +352,41 @@ class Trainer:
                 f"--config early_stopping_metric={c.early_stopping_metric}: not a validation metric; "
                 f"metrics: {', '.join(sorted(metrics))} (or 'task')."
             )
-        value = float(metrics[name])
-        state = {"metric": name, "value": None, "step": None, "bad_evaluations": 0}
-        if os.path.exists(self._best_path()):
-            with open(self._best_path()) as f:
-                state = json.load(f)
-        best = state["value"]
-        if best is None or (value < best if mode == "min" else value > best):
+        # Decided once for all workers: each takes the chief's value (a collective), so all
+        # save the best checkpoint, or stop, at the same evaluation.
+        value = self._chief_value(float(metrics[name]))
+        s = self.early_stopping
+        best = float(s.best.numpy())
+        if math.isnan(best) or (value < best if mode == "min" else value > best):
             best_manager.save(checkpoint_number=step)
-            state.update(value=value, step=step, bad_evaluations=0)
+            s.best.assign(value)
+            s.best_step.assign(step)
+            s.bad_evaluations.assign(0)
         else:
-            state["bad_evaluations"] += 1
-        if self.chief:
-            _write_json(self._best_path(), state)
-        return state["bad_evaluations"] >= c.early_stopping_patience
+            s.bad_evaluations.assign_add(1)
+        if self.chief:  # for people and tools; training reads the checkpointed state
+            _write_json(self._best_path(), {"metric": name, "value": float(s.best.numpy()),
+                                            "step": int(s.best_step.numpy()),
+                                            "bad_evaluations": int(s.bad_evaluations.numpy())})
+        return int(s.bad_evaluations.numpy()) >= c.early_stopping_patience
+
+    def _chief_value(self, value):
+        """The chief's `value` on every worker; `value` itself with one worker."""
+        if not self._multi_worker:
+            return value
+        if self._broadcast_fn is None:
+            chief = float(self.chief)
+
+            @tf.function
+            def broadcast(x):
+                # Each replica adds (x, 1) on the chief and (0, 0) elsewhere: the sum over
+                # replicas divided by its count is the chief's x, however many replicas.
+                parts = self.strategy.run(lambda: tf.stack([x * chief, tf.constant(chief, tf.float64)]))
+                total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, parts, axis=None)
+                return total[0] / total[1]
+
+            self._broadcast_fn = broadcast
+        return float(self._broadcast_fn(tf.constant(value, tf.float64)).numpy())
 
     # The loop.
     def train(self, source, evaluate=True):
@@ -369,17 +429,41 @@ class Trainer:
         configured_total = total
         measured_from = None  # (time, step) after the first chunk, whose time is mostly tracing
         plan = float(self.planned_steps.numpy())  # kept until this run has measured its pace
-        previous_handler = self._install_sigterm_handler()
+
+        def evaluate_now(step):
+            """Evaluates, logs, writes the chief's side outputs, tracks the best checkpoint;
+            returns whether early stopping ends training here."""
+            metrics = self.evaluate(source)
+            result.update(metrics)
+            self._log_row("validation", {"step": step, "epoch": step / steps_per_epoch, **metrics}, writer)
+            if self.chief:
+                self.entry.on_evaluation(self.model, source, self.workdir, step, step / steps_per_epoch)
+            if self._track_best(metrics, step, best_manager):
+                _log(f"Early stopping at step {step}: {self.early_stopping_target()[0]} has not improved "
+                     f"for {c.early_stopping_patience} evaluations.")
+                return True
+            if self.chief:
+                curves.plot(self.workdir)
+            return False
+
+        restore_signals = self._install_sigterm_handler()
         try:
+            # A checkpoint at an evaluation's step is written before that evaluation: a run
+            # resumed from it evaluates first, as the run it continues did (early stopping
+            # then counts every evaluation once).
+            if resumed and evaluate and 0 < step < total and step % steps_per_epoch == 0 and evaluate_now(step):
+                total = step
             while step < total:
                 boundaries = [total, _next_multiple(step, c.steps_per_execution)]
                 boundaries += [_next_multiple(step, n) for n in (c.log_every, c.checkpoint_every, steps_per_epoch)]
                 count = min(boundaries) - step
                 chunk_start = time.perf_counter()
                 estimate = self._budget_estimate(step, measured_from, deadline, configured_total, plan)
-                losses, stop, planned = train_steps(iterator, tf.constant(count), tf.constant(int(self._stop_requested)),
-                                                    tf.constant(estimate, tf.float64))
+                losses, stop, planned, done = train_steps(
+                    iterator, tf.constant(count), tf.constant(int(self._stop_requested)),
+                    tf.constant(estimate, tf.float64))
                 losses = losses.numpy()
+                count = int(done.numpy())  # fewer when a stop request or a non-finite loss ended it
                 window_seconds += time.perf_counter() - chunk_start
                 step += count
                 window_steps += count
@@ -412,32 +496,22 @@ class Trainer:
                                     f"{manager.latest_checkpoint}; run the same command to resume.")
                 if step % c.checkpoint_every == 0 or step == total:
                     self._save(manager, iterator, step)
-                if evaluate and (step % steps_per_epoch == 0 or step == total):
-                    metrics = self.evaluate(source)
-                    result.update(metrics)
-                    self._log_row("validation", {"step": step, "epoch": step / steps_per_epoch, **metrics}, writer)
-                    if self.chief:
-                        self.entry.on_evaluation(self.model, source, self.workdir, step, step / steps_per_epoch)
-                    if self._track_best(metrics, step, best_manager):
-                        _log(f"Early stopping at step {step}: {self.early_stopping_target()[0]} has not improved "
-                             f"for {c.early_stopping_patience} evaluations.")
-                        if step % c.checkpoint_every:
-                            self._save(manager, iterator, step)
-                        break
-                    if self.chief:
-                        curves.plot(self.workdir)
+                if evaluate and (step % steps_per_epoch == 0 or step == total) and evaluate_now(step):
+                    if step % c.checkpoint_every:
+                        self._save(manager, iterator, step)
+                    break
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            if restore_signals is not None:
+                restore_signals()
         if self.chief and evaluate:  # the last step, the time budget or early stopping ended it
             tuned = self.entry.on_training_end(self.model, source)
             if tuned:
                 result.update(tuned)
                 self._log_row("tuned", {"step": step, **tuned}, writer)
-        if self.chief and os.path.exists(os.path.join(self.workdir, "metrics.jsonl")):
+        if self.chief and fileio.exists(os.path.join(self.workdir, "metrics.jsonl")):
             curves.plot(self.workdir)
         if not self.chief:
-            shutil.rmtree(self._save_dir, ignore_errors=True)
+            fileio.rmtree(self._save_dir)
         # Lets workers (and users) check that every replica ended with the same weights.
         _log(f"[done] worker={self.worker} step={step} weights_sha256={self.weights_digest()}")
         return result
@@ -464,14 +538,54 @@ class Trainer:
         return digest.hexdigest()[:16]
 
     def _install_sigterm_handler(self):
+        """Makes SIGTERM stop training at the next step; returns what undoes it (None when not
+        on the main thread: the caller handles signals).
+
+        Python runs a signal handler only between bytecodes of the main thread, which sits in
+        TensorFlow's C++ for a whole chunk of `steps_per_execution` steps. So the handler is
+        also given a wakeup file descriptor (`signal.set_wakeup_fd`, written by the C-level
+        handler the moment the signal arrives) that a watcher thread reads: it sets the stop
+        flag that every step of the running chunk reads."""
         def handler(signum, frame):  # noqa: ARG001
-            _log("SIGTERM received: stopping after this chunk of steps, with a checkpoint.")
             self._stop_requested = True
+            self._stop_flag.assign(1.0)
 
         try:
-            return signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread: the caller handles signals
+            previous = signal.signal(signal.SIGTERM, handler)
+        except ValueError:
             return None
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:
+            previous_fd = None
+
+        def watch():
+            while True:
+                try:
+                    data = reader.recv(64)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if signal.SIGTERM in data:
+                    _log("SIGTERM received: stopping at the next step, with a checkpoint.")
+                    self._stop_flag.assign(1.0)
+
+        watcher = threading.Thread(target=watch, name="sigterm-watcher", daemon=True)
+        watcher.start()
+
+        def restore():
+            signal.signal(signal.SIGTERM, previous)
+            if previous_fd is not None:
+                signal.set_wakeup_fd(previous_fd)
+            writer.close()
+            reader.shutdown(socket.SHUT_RDWR)
+            watcher.join(timeout=5)
+            reader.close()
+
+        return restore
 
     def _learning_rate(self):
         optimizer = self.optimizers[0]
@@ -484,17 +598,12 @@ class Trainer:
                 if key != "step" and isinstance(value, (int, float)):
                     tf.summary.scalar(f"{kind}/{key}", value)
         if self.chief:
-            with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps({"kind": kind, **row}) + "\n")
+            fileio.append_text(os.path.join(self.workdir, "metrics.jsonl"), json.dumps({"kind": kind, **row}) + "\n")
         _log(f"[{kind}] " + " ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
 
 
 def _write_json(path, value):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)
+    fileio.write_atomic(path, json.dumps(value))
 
 
 def _next_multiple(step, every):

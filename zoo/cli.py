@@ -12,7 +12,6 @@ returns the exit code, or call the functions in `zoo.commands` directly.
 """
 
 import json
-import os
 import sys
 
 from absl import flags
@@ -86,11 +85,11 @@ def _list(fv, args):
 
 
 def _train(fv, args):
-    from zoo import commands
+    from zoo import commands, fileio
 
     overrides = list(fv.config)
     if fv.init_from:
-        overrides.append(f"init_from={os.path.abspath(fv.init_from)}")
+        overrides.append(f"init_from={fileio.absolute(fv.init_from)}")
     if fv.skip_bad_rows:
         overrides.append("skip_bad_rows=true")
     result = commands.train(fv.model, fv.workdir, data=fv.data, preset=fv.preset, steps=fv.steps,

@@ -9,12 +9,11 @@ Example:
 """
 
 import dataclasses
-import os
 import time
 
 from trainers import Trainer, TrainerConfig
 from trainers.strategy import is_chief, make_strategy
-from zoo import registry, sources, workdir as workdirs
+from zoo import fileio, registry, sources, workdir as workdirs
 from zoo.config import apply_overrides
 
 
@@ -91,7 +90,7 @@ def initial_configs(cls, preset, overrides=()):
 
 def _wait_for(path, seconds=600):
     deadline = time.time() + seconds
-    while not os.path.exists(path):
+    while not fileio.exists(path):
         if time.time() > deadline:
             raise workdirs.WorkdirError(f"{path} did not appear within {seconds} s (is the chief running?).")
         time.sleep(0.5)
@@ -120,7 +119,10 @@ def restore(workdir):
 def evaluate(workdir, data=None):
     """Validation loss and task metrics of the latest checkpoint."""
     entry, trainer, source = restore(workdir)
-    return trainer.evaluate(sources.parse(data) if data else source)
+    source = sources.parse(data) if data else source
+    metrics = trainer.evaluate(source)
+    entry.on_evaluation(trainer.model, source, workdir, int(trainer.step.numpy()), None)
+    return metrics
 
 
 def predict(workdir, inputs):

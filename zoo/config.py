@@ -85,7 +85,13 @@ def apply_overrides(configs, overrides):
 
 
 def from_dict(cls, values, where):
-    """Builds dataclass `cls` from a dict read from `where`, naming unknown keys."""
+    """Builds dataclass `cls` from a dict read from `where`, naming unknown keys.
+
+    Keys a later version renamed (`cls.RENAMED`: {old: new}) are read under their new name, so
+    workdirs written before a rename still load.
+    """
+    renamed = getattr(cls, "RENAMED", {})
+    values = {renamed.get(key, key): value for key, value in values.items()}
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -108,14 +114,25 @@ def keras_hub_preset_config(path, class_name):
     Raises:
         ConfigError: naming the folder or its `config.json` when it is not such a preset.
     """
-    import os
+    from zoo import fileio
 
-    config_file = os.path.join(path, "config.json")
-    if not os.path.isfile(config_file):
+    config_file = fileio.join(path, "config.json")
+    if not fileio.isfile(config_file):
         raise ConfigError(f"--preset={path}: no config.json; expected a keras-hub preset directory "
                           f"(written by `save_to_preset`) or one of tiny, small, base.")
-    with open(config_file) as f:
-        stored = json.load(f)
+    stored = json.loads(fileio.read_text(config_file))
     if stored.get("class_name") != class_name:
         raise ConfigError(f"{config_file}: a {stored.get('class_name')!r} preset; expected a {class_name}.")
     return stored["config"]
+
+
+def copy_backbone(source, target, keys, where):
+    """Copies a keras-hub backbone's weights into `target` after checking that the two agree on
+    the config `keys` (their architecture); `where` (`--preset=...`, `--init_from=...`) heads
+    the error."""
+    have, want = source.get_config(), target.get_config()
+    for key in keys:
+        if have.get(key) != want.get(key):
+            raise ConfigError(f"{where}: its backbone has {key}={have.get(key)}, this model {want.get(key)}; "
+                              f"use the same --preset (or --config {key}={have.get(key)}).")
+    target.set_weights(source.get_weights())

@@ -10,6 +10,7 @@ import math
 import os
 from typing import Callable
 
+from zoo import fileio
 from zoo.config import ConfigError
 
 
@@ -127,7 +128,7 @@ class ZooEntry:
         if name in presets:
             return presets[name]()
         from_directory = getattr(cls.config_class, "from_preset_directory", None)
-        if from_directory and os.path.isdir(name):
+        if from_directory and fileio.isdir(name):
             return from_directory(name)
         raise ConfigError(
             f"--preset={name}: model {cls.name!r} has presets {', '.join(presets)}"
@@ -149,6 +150,9 @@ class ZooEntry:
     # again). The trainer sets it to False on its entry when the step runs without XLA; an
     # entry may then cut each batch's padding (a padded token costs as much as a real one).
     static_shapes = True
+    # Whether the trainer's `jit_compile` is on: an entry may then compile its own loops
+    # (generation in `evaluate`/`predict`) with XLA too. Exports do not use it.
+    jit_compile = False
 
     def dataset(self, source, split, batch_size, training, seed=0):
         """A `tf.data.Dataset` of batches (repeated when training), with static shapes unless
@@ -182,9 +186,10 @@ class ZooEntry:
         raise NotImplementedError
 
     def on_evaluation(self, model, source, workdir, step, epoch):
-        """Called by the trainer on the chief after each evaluation during training (each epoch
-        and the last step), to write what a person looks at under `workdir` (image grids).
-        `epoch` is `step / steps_per_epoch`. Does nothing by default."""
+        """Called on the chief alone after each evaluation (by the trainer during training, each
+        epoch and the last step; by `zoo evaluate`), to write what a person looks at under
+        `workdir` (image grids, a confusion matrix). `epoch` is `step / steps_per_epoch`, or
+        None outside training. Does nothing by default."""
 
     def on_training_end(self, model, source):
         """Called by the trainer on the chief once training has reached its last step, to fit

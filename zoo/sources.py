@@ -8,9 +8,10 @@ Example:
 """
 
 import dataclasses
-import os
 import random
 from typing import Optional
+
+from zoo import fileio
 
 
 class DataError(ValueError):
@@ -43,9 +44,9 @@ def parse(text):
             if not parts[0] or len(parts) > 2:
                 raise DataError(f"--data={text}: expected {kind}:NAME[:SPLIT].")
             return Source(kind, parts[0], parts[1] if len(parts) == 2 else None)
-    if not os.path.exists(text):
+    if not fileio.exists(text):
         raise DataError(f"--data={text}: no such file or folder.")
-    return Source("file", os.path.abspath(text))
+    return Source("file", fileio.absolute(text))
 
 
 def read_tsv(path, min_columns, header=False):
@@ -55,18 +56,17 @@ def read_tsv(path, min_columns, header=False):
         DataError: naming the file and line of the first row with too few fields.
     """
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip() or (header and number == 1):
-                continue
-            fields = line.split("\t")
-            if len(fields) < min_columns:
-                raise DataError(
-                    f"{path}:{number}: expected at least {min_columns} tab-separated columns, "
-                    f"found {len(fields)}: {line[:80]!r}"
-                )
-            rows.append(fields)
+    for number, line in enumerate(fileio.text_file(path), start=1):
+        line = line.rstrip("\n")
+        if not line.strip() or (header and number == 1):
+            continue
+        fields = line.split("\t")
+        if len(fields) < min_columns:
+            raise DataError(
+                f"{path}:{number}: expected at least {min_columns} tab-separated columns, "
+                f"found {len(fields)}: {line[:80]!r}"
+            )
+        rows.append(fields)
     if not rows:
         raise DataError(f"{path}: no rows found.")
     return rows

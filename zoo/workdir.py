@@ -9,7 +9,7 @@ import json
 import os
 
 from trainers.config import TrainerConfig
-from zoo import registry
+from zoo import fileio, registry
 from zoo.config import from_dict
 
 CONFIG_FILE = "zoo.json"
@@ -24,12 +24,12 @@ def config_path(workdir):
 
 
 def exists(workdir):
-    return os.path.exists(config_path(workdir))
+    return fileio.exists(config_path(workdir))
 
 
 def write(workdir, model, preset, data, model_config, trainer_config):
     """Writes `zoo.json` atomically (a reader never sees half of it)."""
-    os.makedirs(workdir, exist_ok=True)
+    fileio.makedirs(workdir)
     record = {
         "model": model,
         "preset": preset,
@@ -42,10 +42,7 @@ def write(workdir, model, preset, data, model_config, trainer_config):
 
 def write_json(path, value):
     """Writes `value` as JSON to `path` atomically (a reader never sees half of it)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(tmp, path)
+    fileio.write_atomic(path, json.dumps(value, indent=2))
 
 
 def read(workdir):
@@ -55,20 +52,41 @@ def read(workdir):
         WorkdirError: when the workdir has no readable `zoo.json`.
     """
     path = config_path(workdir)
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         raise WorkdirError(
             f"--workdir={workdir}: no {CONFIG_FILE} there; train a model into it first with "
             f"`zoo train --model=NAME --workdir={workdir}`."
         )
     try:
-        with open(path) as f:
-            record = json.load(f)
+        record = json.loads(fileio.read_text(path))
         cls = registry.get(record["model"])
     except (json.JSONDecodeError, KeyError) as e:
         raise WorkdirError(f"{path}: not a valid zoo workdir config ({e}).") from None
     model_config = from_dict(cls.config_class, record["model_config"], f"{path} model_config")
     trainer_config = from_dict(TrainerConfig, record["trainer_config"], f"{path} trainer_config")
     return cls, record, model_config, trainer_config
+
+
+def pretrained_workdir(path, models, config, keys):
+    """(path, entry class, model config) of the `--init_from` workdir `path`, checked to hold
+    one of `models` trained with the same `keys` (architecture) as `config`.
+
+    Raises:
+        ConfigError: naming `--init_from` and what differs.
+    """
+    from zoo.config import ConfigError
+
+    if not exists(path):
+        raise ConfigError(f"--init_from={path}: not a zoo workdir (no zoo.json); train {models[0]} there first.")
+    cls, record, model_config, _ = read(path)
+    if record["model"] not in models:
+        raise ConfigError(f"--init_from={path}: holds a {record['model']!r} model; expected {' or '.join(models)}.")
+    for key in keys:
+        have, want = getattr(model_config, key), getattr(config, key)
+        if have != want:
+            raise ConfigError(f"--init_from={path}: trained with {key}={have}, this model has {want}; use the "
+                              f"same --preset (or --config {key}={have}).")
+    return path, cls, model_config
 
 
 def pretrained_model(path, cls, model_config):

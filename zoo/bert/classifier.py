@@ -9,11 +9,11 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from zoo import registry
+from zoo import fileio, registry
 from zoo.bert import metrics as classification
 from zoo.bert.config import ARCHITECTURE, BertClassifierConfig
-from zoo.bert.text_entry import BertTextEntry, copy_backbone
-from zoo.config import ConfigError
+from zoo.bert.text_entry import BertTextEntry
+from zoo.config import ConfigError, copy_backbone
 from zoo.entry import Servable, TrainingLength
 from zoo.text.losses import token_cross_entropy
 
@@ -117,18 +117,8 @@ class BertClassifier(BertTextEntry):
     def _pretrained_workdir(self):
         from zoo import workdir as workdirs
 
-        path = self.config.init_from
-        if not workdirs.exists(path):
-            raise ConfigError(f"--init_from={path}: not a zoo workdir (no zoo.json); train bert_mlm there first.")
-        cls, record, model_config, _ = workdirs.read(path)
-        if record["model"] != "bert_mlm":
-            raise ConfigError(f"--init_from={path}: holds a {record['model']!r} model; expected bert_mlm.")
-        for key in ARCHITECTURE[1:] + ("lowercase",):
-            if getattr(model_config, key) != getattr(self.config, key):
-                raise ConfigError(f"--init_from={path}: pretrained with {key}={getattr(model_config, key)}, "
-                                  f"the classifier has {getattr(self.config, key)}; use the same --preset "
-                                  f"(or --config {key}={getattr(model_config, key)}).")
-        return path, cls, model_config
+        return workdirs.pretrained_workdir(self.config.init_from, ("bert_mlm",), self.config,
+                                           ARCHITECTURE[1:] + ("lowercase",))
 
     def prepare(self, source):
         self.prepare_vocabulary(source)
@@ -139,11 +129,10 @@ class BertClassifier(BertTextEntry):
             raise ConfigError(f"--data={source}: found the labels {self.label_names}; a classifier needs two or more.")
         # Bad held-out rows fail now, not after the first epoch of training.
         self.examples(source, "validation")
-        with open(os.path.join(self.assets_dir, LABELS), "w") as f:
-            f.write("".join(name + "\n" for name in self.label_names))
+        fileio.write_atomic(os.path.join(self.assets_dir, LABELS), "".join(name + "\n" for name in self.label_names))
         weights = self._class_weights([e.label for e in train])
-        with open(os.path.join(self.assets_dir, CLASS_WEIGHTS), "w") as f:
-            json.dump(dict(zip(self.label_names, weights)), f, indent=1)
+        fileio.write_atomic(os.path.join(self.assets_dir, CLASS_WEIGHTS),
+                            json.dumps(dict(zip(self.label_names, weights)), indent=1))
         self.load_assets()
 
     def _class_weights(self, labels):
@@ -168,10 +157,9 @@ class BertClassifier(BertTextEntry):
 
     def load_assets(self):
         super().load_assets()
-        with open(os.path.join(self.assets_dir, LABELS)) as f:
+        with fileio.text_file(os.path.join(self.assets_dir, LABELS)) as f:
             self.label_names = [line.rstrip("\n") for line in f if line.strip()]
-        with open(os.path.join(self.assets_dir, CLASS_WEIGHTS)) as f:
-            weights = json.load(f)
+        weights = json.loads(fileio.read_text(os.path.join(self.assets_dir, CLASS_WEIGHTS)))
         self.class_weight = np.array([weights[n] for n in self.label_names], np.float32)
 
     # Data.
@@ -213,7 +201,7 @@ class BertClassifier(BertTextEntry):
 
             path, cls, model_config = self._pretrained_workdir()
             mlm, latest = workdirs.pretrained_model(path, cls, model_config)
-            copy_backbone(mlm.backbone, model.backbone, f"--init_from={path}")
+            copy_backbone(mlm.backbone, model.backbone, ARCHITECTURE, f"--init_from={path}")
             print(f"[init] backbone from {latest}", flush=True)
         else:
             super().initialize(model)
@@ -256,9 +244,14 @@ class BertClassifier(BertTextEntry):
         index = {name: i for i, name in enumerate(self.label_names)}
         result, matrix = classification.classification_metrics(
             [index[e.label] for e in examples], predicted, self.label_names)
-        classification.plot_confusion_matrix(matrix, self.label_names, os.path.join(self.workdir, "confusion_matrix.png"),
-                                             f"{split}: accuracy {result['accuracy']:.3f}")
+        self._confusion = (matrix, f"{split}: accuracy {result['accuracy']:.3f}")
         return result
+
+    def on_evaluation(self, model, source, workdir, step, epoch):
+        """Writes the last evaluation's `confusion_matrix.png` (the chief alone calls this)."""
+        matrix, title = self._confusion
+        classification.plot_confusion_matrix(matrix, self.label_names, os.path.join(workdir, "confusion_matrix.png"),
+                                             title)
 
     def predict(self, model, inputs):
         probabilities = self.probabilities(model, list(inputs))

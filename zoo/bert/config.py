@@ -2,8 +2,8 @@
 
 import dataclasses
 import json
-import os
 
+from zoo import fileio
 from zoo.config import ConfigError, keras_hub_preset_config
 
 # Fields that fix the backbone's weights: a pretrained backbone (preset, --init_from) must
@@ -63,13 +63,12 @@ class BertConfig:
         """The config of a local keras-hub BERT preset directory (`--preset=PATH`)."""
         backbone = keras_hub_preset_config(path, "BertBackbone")
         lowercase = True
-        tokenizer_file = os.path.join(path, "tokenizer.json")
-        if os.path.isfile(tokenizer_file):
-            with open(tokenizer_file) as f:
-                lowercase = json.load(f)["config"].get("lowercase", True)
+        tokenizer_file = fileio.join(path, "tokenizer.json")
+        if fileio.isfile(tokenizer_file):
+            lowercase = json.loads(fileio.read_text(tokenizer_file))["config"].get("lowercase", True)
         fields = {k: backbone[k] for k in ARCHITECTURE}
         return cls(**fields, dropout=backbone.get("dropout", 0.1), lowercase=lowercase,
-                   preset_dir=os.path.abspath(path),
+                   preset_dir=fileio.absolute(path),
                    sequence_length=min(cls.sequence_length, backbone["max_sequence_length"]))
 
 

@@ -6,7 +6,11 @@ Example:
     (0.75, 0.733, 0.5)
 """
 
+import io
+
 import numpy as np
+
+from zoo import fileio
 
 
 def confusion_matrix(y_true, y_pred, num_classes):
@@ -53,9 +57,7 @@ def plot_confusion_matrix(matrix, label_names, path, title=""):
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
                     color="white" if matrix[i, j] > threshold else "black")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    import os
-
-    os.replace(tmp, path)
+    fileio.write_atomic(path, png.getvalue())

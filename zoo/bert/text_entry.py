@@ -1,15 +1,14 @@
 """What the BERT entries share: reading texts, the WordPiece vocabulary, the backbone."""
 
 import os
-import shutil
 
 import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from zoo import sources
+from zoo import fileio, sources
 from zoo.bert.config import ARCHITECTURE
-from zoo.config import ConfigError
+from zoo.config import ConfigError, copy_backbone
 from zoo.datasets import reviews
 from zoo.entry import ZooEntry
 from zoo.text import labelled, wordpiece
@@ -48,7 +47,7 @@ class BertTextEntry(ZooEntry):
             elif source.kind == "file":
                 if self.config.validation_data:
                     path = source.name if split == "train" else self.config.validation_data
-                    if not os.path.exists(path):
+                    if not fileio.exists(path):
                         raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
                     self._cache[key] = self._read(path)
                 else:
@@ -116,8 +115,8 @@ class BertTextEntry(ZooEntry):
     def pretrained_vocabulary(self):
         """The vocabulary file of a pretrained source, when there is one."""
         if self.config.preset_dir:
-            path = os.path.join(self.config.preset_dir, "assets", "tokenizer", "vocabulary.txt")
-            if not os.path.isfile(path):
+            path = fileio.join(self.config.preset_dir, "assets", "tokenizer", "vocabulary.txt")
+            if not fileio.isfile(path):
                 raise ConfigError(f"--preset={self.config.preset_dir}: no {path}; expected a keras-hub BERT preset.")
             return path
         return None
@@ -127,10 +126,10 @@ class BertTextEntry(ZooEntry):
         self.load_assets()
 
     def prepare_vocabulary(self, source):
-        os.makedirs(self.assets_dir, exist_ok=True)
+        fileio.makedirs(self.assets_dir)
         pretrained = self.pretrained_vocabulary()
         if pretrained:
-            shutil.copyfile(pretrained, self.vocabulary_path)
+            fileio.copy(pretrained, self.vocabulary_path)
         else:
             wordpiece.learn(self.texts(source, "train", VOCAB_TEXTS), self.config.vocabulary_size,
                             self.vocabulary_path, lowercase=self.config.lowercase)
@@ -180,14 +179,4 @@ class BertTextEntry(ZooEntry):
     def initialize(self, model):
         if self.config.preset_dir:
             pretrained = keras_hub.models.BertBackbone.from_preset(self.config.preset_dir)
-            copy_backbone(pretrained, model.backbone, f"--preset={self.config.preset_dir}")
-
-
-def copy_backbone(source, target, where):
-    """Copies a backbone's weights into another of the same architecture."""
-    for key in ARCHITECTURE:
-        have, want = source.get_config().get(key), target.get_config().get(key)
-        if have != want:
-            raise ConfigError(f"{where}: its backbone has {key}={have}, this model {want}; use the same "
-                              f"--preset (or --config {key}={have}).")
-    target.set_weights(source.get_weights())
+            copy_backbone(pretrained, model.backbone, ARCHITECTURE, f"--preset={self.config.preset_dir}")

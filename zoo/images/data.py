@@ -22,7 +22,7 @@ Example:
     (1000, 28, 28, 1)
 """
 
-import os
+import io
 import re
 import sys
 import zipfile
@@ -30,7 +30,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from zoo import sources
+from zoo import fileio, sources
 from zoo.images import shapes
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -139,7 +139,7 @@ class ImageData:
         if kind == "tfds":
             return self._tfds(split)
         path = self.source.name
-        if os.path.isdir(path):
+        if fileio.isdir(path):
             images, labels = self._folder(path)
         elif path.endswith(".npz"):
             images, labels = self._npz(path)
@@ -153,7 +153,7 @@ class ImageData:
     # Files.
     def _npz(self, path):
         try:
-            arrays = np.load(path)
+            arrays = np.load(io.BytesIO(fileio.read_bytes(path)))
             names = list(arrays.keys())
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise sources.DataError(f"{path}: not a readable .npz file ({e}).") from None
@@ -187,12 +187,14 @@ class ImageData:
         return images, labels
 
     def _folder(self, root):
-        files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names
+        root = root.rstrip("/")
+        files = sorted(fileio.join(d, f) for d, _, names in fileio.walk(root) for f in names
                        if f.lower().endswith(EXTENSIONS))
         if not files:
             raise sources.DataError(f"--data={root}: the folder holds no {'/'.join(EXTENSIONS)} images.")
-        classes = sorted({os.path.relpath(f, root).split(os.sep)[0] for f in files})
-        labelled = len(classes) > 1 and all(os.sep in os.path.relpath(f, root) for f in files)
+        relative = {f: f[len(root):].lstrip("/") for f in files}
+        classes = sorted({relative[f].split("/")[0] for f in files})
+        labelled = len(classes) > 1 and all("/" in relative[f] for f in files)
         images, labels, bad = [], [], []
         shape, channels = None, self.config.channels
         for path in files:
@@ -218,7 +220,7 @@ class ImageData:
                                         f"image is {shape[0]}x{shape[1]}; set --config image_size=N to "
                                         f"resize all.")
             images.append(image)
-            labels.append(classes.index(os.path.relpath(path, root).split(os.sep)[0]) if labelled else 0)
+            labels.append(classes.index(relative[path].split("/")[0]) if labelled else 0)
         if bad:
             self.skipped = len(bad)
             print(f"Skipped {len(bad)} of {len(files)} images in {root} that cannot be decoded "

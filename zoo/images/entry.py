@@ -15,7 +15,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from zoo import sources
+from zoo import fileio, sources
 from zoo.entry import Servable, ZooEntry
 from zoo.images import frechet, grid
 from zoo.images.data import ImageData
@@ -72,19 +72,18 @@ class GenerativeImageEntry(ZooEntry):
         images, labels = data.split("train")
         classifier = frechet.train_classifier(images, labels, spec["num_classes"],
                                               steps=self.config.frechet_train_steps)
-        os.makedirs(self.assets_dir, exist_ok=True)
-        path = os.path.join(self.assets_dir, CLASSIFIER_FILE)
-        classifier.save(path + ".tmp.keras")
-        os.replace(path + ".tmp.keras", path)
+        with fileio.local_dir() as folder:  # Keras writes a local file; copied whole to the assets
+            local = os.path.join(folder, CLASSIFIER_FILE)
+            classifier.save(local)
+            with open(local, "rb") as f:
+                fileio.write_atomic(os.path.join(self.assets_dir, CLASSIFIER_FILE), f.read())
         spec["frechet_classifier"] = {"file": CLASSIFIER_FILE, "steps": self.config.frechet_train_steps,
                                       "targets": "labels" if labels is not None else "flips"}
-        with open(os.path.join(self.assets_dir, SPEC_FILE), "w") as f:
-            json.dump(spec, f, indent=2)
+        fileio.write_atomic(os.path.join(self.assets_dir, SPEC_FILE), json.dumps(spec, indent=2))
         self.load_assets()
 
     def load_assets(self):
-        with open(os.path.join(self.assets_dir, SPEC_FILE)) as f:
-            self.spec = json.load(f)
+        self.spec = json.loads(fileio.read_text(os.path.join(self.assets_dir, SPEC_FILE)))
         self._scorer = None
 
     @property
@@ -169,7 +168,7 @@ class GenerativeImageEntry(ZooEntry):
         """Writes `images/epochNNN-*.png` under `workdir`: samples of the fixed latent vectors and
         an interpolation strip (and what `extra_grids` adds); returns the paths."""
         folder = os.path.join(workdir, "images")
-        tag = f"epoch{max(1, math.ceil(epoch - 1e-9)):03d}"
+        tag = f"epoch{max(1, math.ceil(epoch - 1e-9)):03d}" if epoch is not None else f"step{step}"
         paths = [os.path.join(folder, f"{tag}-samples.png"), os.path.join(folder, f"{tag}-interpolation.png")]
         grid.save(self.generate(model, self.fixed_latents()), paths[0], columns=self.config.grid_size)
         start, end = self.interpolation_ends(model, source)

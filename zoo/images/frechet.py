@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo import fileio
+
 FEATURES = "features"
 FEATURE_DIM = 64
 FLIPS = 4
@@ -119,7 +121,8 @@ class FrechetScorer:
 
     def __init__(self, classifier):
         if isinstance(classifier, str):
-            classifier = keras.saving.load_model(classifier, compile=False)
+            with fileio.local_copy(classifier) as local:
+                classifier = keras.saving.load_model(local, compile=False)
         self.classifier = classifier
         self.extractor = keras.Model(classifier.inputs, classifier.get_layer(FEATURES).output)
         self._features = tf.function(lambda x: self.extractor(x, training=False))

@@ -7,10 +7,11 @@ Example:
     (62, 92, 1)
 """
 
-import os
 
 import numpy as np
 import tensorflow as tf
+
+from zoo import fileio
 
 
 def to_uint8(images):
@@ -37,10 +38,7 @@ def make(images, columns, padding=2, background=255):
 def save(images, path, columns, padding=2):
     """Writes the grid of `images` to the PNG file `path` (atomically); returns the grid."""
     grid = make(images, columns, padding)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    tf.io.write_file(tmp, tf.io.encode_png(grid))
-    os.replace(tmp, path)
+    fileio.write_atomic(path, tf.io.encode_png(grid).numpy())
     return grid
 
 

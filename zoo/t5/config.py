@@ -1,8 +1,8 @@
 """Settings of the T5 entries (`t5`), with their presets."""
 
 import dataclasses
-import os
 
+from zoo import fileio
 from zoo.config import ConfigError, keras_hub_preset_config
 
 # Fields that fix the backbone's weights: a pretrained start (--preset=PATH, --init_from)
@@ -38,7 +38,7 @@ class T5Config:
         decode: what `predict`, `evaluate` and `serving_default` use: "beam", "greedy" or
             "sample".
         beam_size, length_penalty: beam search (GNMT length penalty exponent).
-        temperature, top_k, top_p, seed: sampling (`decode=sample`, the `sample` signature's
+        temperature, top_k, top_p, sample_seed: sampling (`decode=sample`, the `sample` signature's
             defaults).
         eval_examples: held-out inputs generated for BLEU/chrF/ROUGE-L after each epoch
             (0: all).
@@ -78,7 +78,7 @@ class T5Config:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
-    seed: int = 0
+    sample_seed: int = 0
     eval_examples: int = 500
     slot_keys: str = "name,near"
     delexicalize: str = ""
@@ -113,7 +113,7 @@ class T5Config:
         activation = fields.get("activation", "relu")
         fields["activation"] = activation if isinstance(activation, str) else activation.get("config", {}).get(
             "name", "relu")
-        return cls(**fields, dropout=backbone.get("dropout", 0.1), preset_dir=os.path.abspath(path))
+        return cls(**fields, dropout=backbone.get("dropout", 0.1), preset_dir=fileio.absolute(path))
 
 
 def _tiny():
@@ -136,4 +136,6 @@ def _base():
     return T5Config(num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, key_value_dim=64)
 
 
+# The sampling seed was `seed` until it shadowed the trainer's (2026-11-27).
+T5Config.RENAMED = {"seed": "sample_seed"}
 T5Config.PRESETS = {"tiny": _tiny, "mini": _mini, "small": _small, "base": _base}

@@ -5,17 +5,15 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
 
 import keras
 import keras_hub
 import numpy as np
-import sentencepiece
 import tensorflow as tf
 
-from zoo import registry, sources
+from zoo import fileio, registry, sources
 from zoo import workdir as workdirs
-from zoo.config import ConfigError
+from zoo.config import ConfigError, copy_backbone
 from zoo.datasets import dates
 from zoo.entry import Servable, TrainingLength, ZooEntry
 from zoo.t5 import model as t5
@@ -25,6 +23,8 @@ from zoo.text.losses import token_cross_entropy
 
 VOCABULARY = "spm.model"
 SENTINELS = 100
+# What a copied backbone must agree on (keras-hub's config stores `activation` in its own form).
+BACKBONE_KEYS = tuple(k for k in ARCHITECTURE if k != "activation")
 VOCAB_TEXTS = 500_000
 BUILTINS = {"dates": dates.split}
 SAMPLES_LOGGED = 3
@@ -67,6 +67,7 @@ class T5TextToText(ZooEntry):
         self._cache = {}
         self.tokenizer = None
         self.sentinel_ids = None
+        self.pieces = None
         self.delexicalized = tuple(k.strip() for k in config.delexicalize.split(",") if k.strip())
 
     # Data.
@@ -99,7 +100,7 @@ class T5TextToText(ZooEntry):
             return self._tfds_pairs(source, split, input_column, target_column)
         if validation_data:
             path = source.name if split == "train" else validation_data
-            if not os.path.exists(path):
+            if not fileio.exists(path):
                 raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
             return self._read(path, input_column, target_column)
         return split_by_input(self._read(source.name, input_column, target_column), split)
@@ -152,16 +153,16 @@ class T5TextToText(ZooEntry):
         return os.path.join(self.assets_dir, VOCABULARY)
 
     def prepare(self, source):
-        os.makedirs(self.assets_dir, exist_ok=True)
+        fileio.makedirs(self.assets_dir)
         c = self.config
         if c.init_from:
-            shutil.copyfile(os.path.join(self._pretrained_workdir()[0], "assets", VOCABULARY), self.vocabulary_path)
+            fileio.copy(fileio.join(self._pretrained_workdir()[0], "assets", VOCABULARY), self.vocabulary_path)
         elif c.preset_dir:
-            preset_vocabulary = os.path.join(c.preset_dir, "assets", "tokenizer", "vocabulary.spm")
-            if not os.path.isfile(preset_vocabulary):
+            preset_vocabulary = fileio.join(c.preset_dir, "assets", "tokenizer", "vocabulary.spm")
+            if not fileio.isfile(preset_vocabulary):
                 raise ConfigError(f"--preset={c.preset_dir}: no {preset_vocabulary}; expected a keras-hub T5 "
                                   f"preset directory.")
-            shutil.copyfile(preset_vocabulary, self.vocabulary_path)
+            fileio.copy(preset_vocabulary, self.vocabulary_path)
         else:
             pairs = self.training_pairs(self.pairs(source, "train")[:VOCAB_TEXTS])
             # Targets are learned byte-exact (no normalization), so outputs compare equal to
@@ -176,7 +177,7 @@ class T5TextToText(ZooEntry):
 
     def load_assets(self):
         self.tokenizer = spm.load(self.vocabulary_path)
-        processor = sentencepiece.SentencePieceProcessor(model_file=self.vocabulary_path)
+        processor = spm.processor(self.vocabulary_path)
         # A preset's embedding may have more rows than its vocabulary has pieces (t5-small:
         # 32,128 for 32,100); a learned vocabulary sizes the model itself.
         self.vocabulary_size = self.config.vocabulary_size if self.config.preset_dir else processor.vocab_size()
@@ -184,7 +185,8 @@ class T5TextToText(ZooEntry):
             got = {"pad": processor.pad_id(), "end": processor.eos_id(), "unknown": processor.unk_id()}[name]
             if got != want:
                 raise ConfigError(f"{self.vocabulary_path}: the {name} id is {got}; T5 needs {want}.")
-        self.sentinel_ids = [processor.piece_to_id(sentinel(i)) for i in range(SENTINELS)]
+        self.pieces = processor.vocab_size()
+        self.sentinel_ids = sentinel_ids(processor, self.vocabulary_size)
 
     # Token ids.
     def encode_inputs(self, texts, static=True):
@@ -272,28 +274,17 @@ class T5TextToText(ZooEntry):
                         c.key_value_dim, c.dropout, c.activation, c.use_gated_activation, c.tie_embedding_weights)
 
     def _pretrained_workdir(self):
-        path = self.config.init_from
-        if not workdirs.exists(path):
-            raise ConfigError(f"--init_from={path}: not a zoo workdir (no zoo.json); train t5_pretrain there first.")
-        cls, record, model_config, _ = workdirs.read(path)
-        if record["model"] not in ("t5", "t5_pretrain"):
-            raise ConfigError(f"--init_from={path}: holds a {record['model']!r} model; expected t5_pretrain or t5.")
-        for key in ARCHITECTURE[1:]:
-            if getattr(model_config, key) != getattr(self.config, key):
-                raise ConfigError(f"--init_from={path}: trained with {key}={getattr(model_config, key)}, this "
-                                  f"model has {getattr(self.config, key)}; use the same --preset (or --config "
-                                  f"{key}={getattr(model_config, key)}).")
-        return path, cls, model_config
+        return workdirs.pretrained_workdir(self.config.init_from, ("t5_pretrain", "t5"), self.config, ARCHITECTURE[1:])
 
     def initialize(self, model):
         if self.config.init_from:
             path, cls, model_config = self._pretrained_workdir()
             source, latest = workdirs.pretrained_model(path, cls, model_config)
-            copy_backbone(source.backbone, model.backbone, f"--init_from={path}")
+            copy_backbone(source.backbone, model.backbone, BACKBONE_KEYS, f"--init_from={path}")
             print(f"[init] weights from {latest}", flush=True)
         elif self.config.preset_dir:
             pretrained = keras_hub.models.T5Backbone.from_preset(self.config.preset_dir)
-            copy_backbone(pretrained, model.backbone, f"--preset={self.config.preset_dir}")
+            copy_backbone(pretrained, model.backbone, BACKBONE_KEYS, f"--preset={self.config.preset_dir}")
 
     def loss(self, model, batch, training):
         """Mean token cross-entropy of each example, padding excluded (label-smoothed when
@@ -314,12 +305,12 @@ class T5TextToText(ZooEntry):
         if method == "beam":
             return t5.beam(model, input_ids, c.max_target_length, c.beam_size, c.length_penalty)
         return t5.sample(model, input_ids, c.max_target_length,
-                         c.seed if seed is None else seed, c.temperature if temperature is None else temperature,
+                         c.sample_seed if seed is None else seed, c.temperature if temperature is None else temperature,
                          c.top_k if top_k is None else top_k, c.top_p if top_p is None else top_p)
 
     def detokenize(self, ids):
         """Strings for generated ids [B, T], each cut at its first end or pad id."""
-        ids = tf.convert_to_tensor(ids)
+        ids = self.in_vocabulary(tf.convert_to_tensor(ids))
         keep = tf.cast(tf.logical_and(ids != t5.EOS, ids != t5.PAD), tf.int32)
         lengths = tf.reduce_sum(tf.math.cumprod(keep, axis=1), axis=1)
         return self.tokenizer.detokenize(tf.RaggedTensor.from_tensor(ids, lengths=lengths))
@@ -354,12 +345,28 @@ class T5TextToText(ZooEntry):
         """Generated [B] strings with the placeholders replaced by each input's values."""
         return slots.tf_relexicalize(texts, outputs, self.delexicalized) if self.delexicalized else outputs
 
+    @functools.lru_cache(maxsize=None)
+    def _xla_ids_fn(self, model, method):
+        return tf.function(lambda input_ids: self.generate_ids(model, input_ids, method), jit_compile=True)
+
     def generate(self, model, texts, method=None, batch_size=64):
-        """Generated strings for a list of input strings."""
-        fn = self._generate_fn(model, method or self.config.decode)
+        """Generated strings for a list of input strings. With the trainer's `jit_compile` on,
+        the decoding loop runs under XLA (tokenization stays outside: its ops have no XLA
+        kernels), on batches of one shape ([batch_size, max_input_length]) so it compiles once."""
+        method = method or self.config.decode
         out = []
         for i in range(0, len(texts), batch_size):
-            out += [t.decode() for t in fn(tf.constant(texts[i:i + batch_size]))["outputs"].numpy()]
+            batch = tf.constant(texts[i:i + batch_size])
+            if self.jit_compile:
+                input_ids = self.encode_inputs(self.delexicalize(batch))
+                rows = int(input_ids.shape[0])
+                # The last, shorter batch repeats its first row rather than compile again.
+                input_ids = tf.concat([input_ids, tf.repeat(input_ids[:1], batch_size - rows, axis=0)], axis=0)
+                ids = self._xla_ids_fn(model, method)(input_ids)[:rows]
+                outputs = self.relexicalize(batch, self.detokenize(ids))
+            else:
+                outputs = self._generate_fn(model, method)(batch)["outputs"]
+            out += [t.decode() for t in outputs.numpy()]
         return out
 
     # Results.
@@ -456,7 +463,28 @@ class T5TextToText(ZooEntry):
         # builtin Cumprod).
         positions = tf.range(tf.shape(tokens)[0])
         length = tf.reduce_min(tf.where((tokens == t5.EOS) | (tokens == t5.PAD), positions, tf.shape(tokens)[0]))
-        return tf.reshape(self.tokenizer.detokenize(tokens[:length]), [1])
+        return tf.reshape(self.tokenizer.detokenize(self.in_vocabulary(tokens[:length])), [1])
+
+    def in_vocabulary(self, ids):
+        """`ids` with the embedding's rows that have no piece (a preset's spare rows: t5-small
+        has 32,128 for 32,100 pieces; sentinels past a preset vocabulary's pieces) read as the
+        unknown id: SentencePiece's detokenizer fails on an id it does not have."""
+        return tf.where(ids < self.pieces, ids, tf.cast(t5.UNK, ids.dtype))
+
+
+def sentinel_ids(processor, embedding_rows):
+    """Ids of `<extra_id_0>` ... `<extra_id_99>`: the vocabulary's own pieces when it has them
+    (the zoo's learned vocabularies do), else T5's convention for a vocabulary without them
+    (Google's t5 SentencePiece models have none; `<extra_id_N>` is id pieces + 99 - N, as in
+    Hugging Face's T5 tokenizer and the t5 library), which needs that many spare embedding rows.
+    None when there are neither pieces nor rows: such a vocabulary cannot pretrain."""
+    ids = [processor.piece_to_id(sentinel(i)) for i in range(SENTINELS)]
+    if all(i != processor.unk_id() for i in ids):
+        return ids
+    pieces = processor.vocab_size()
+    if pieces + SENTINELS > embedding_rows:
+        return None
+    return [pieces + SENTINELS - 1 - i for i in range(SENTINELS)]
 
 
 def split_by_input(pairs, split, seed=0):
@@ -472,18 +500,6 @@ def split_by_input(pairs, split, seed=0):
     distinct = list(dict.fromkeys(p[0] for p in pairs))
     chosen = set(sources.split_rows(distinct, split, seed))
     return [p for p in pairs if p[0] in chosen]
-
-
-def copy_backbone(source, target, where):
-    """Copies a T5 backbone's weights into another of the same architecture."""
-    have, want = source.get_config(), target.get_config()
-    for key in ARCHITECTURE:
-        if key in ("activation",):
-            continue
-        if have.get(key) != want.get(key):
-            raise ConfigError(f"{where}: its backbone has {key}={have.get(key)}, this model {want.get(key)}; "
-                              f"use the same --preset (or --config {key}={have.get(key)}).")
-    target.set_weights(source.get_weights())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -520,15 +536,14 @@ def read_mixture(path):
         [('a', 2.0, '')]
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
+        spec = json.loads(fileio.read_text(path))
     except json.JSONDecodeError as e:
         raise sources.DataError(f"{path}:{e.lineno}: not JSON ({e.msg}).") from None
     entries = spec.get("sources") if isinstance(spec, dict) else None
     if not isinstance(entries, list) or not entries:
         raise sources.DataError(f"{path}: expected {{\"sources\": [{{\"data\": ..., \"prefix\": ..., "
                                 f"\"rate\": ...}}, ...]}} with at least one source.")
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = fileio.dirname(fileio.absolute(path))
     parts, names = [], set()
     for i, entry in enumerate(entries):
         where = f"{path}: sources[{i}]"
@@ -542,7 +557,7 @@ def read_mixture(path):
             raise sources.DataError(f"{where}.rate: expected a positive number, got {rate!r}.")
         data = str(entry["data"])
         if ":" not in data.split(os.sep)[0] and not os.path.isabs(data):
-            data = os.path.join(folder, data)
+            data = fileio.join(folder, data)
         try:
             source = sources.parse(data)
         except sources.DataError as e:
@@ -554,8 +569,8 @@ def read_mixture(path):
             raise sources.DataError(f"{where}.name: {name!r} names two sources; give each its own \"name\".")
         names.add(name)
         validation = str(entry.get("validation_data", ""))
-        if validation and not os.path.isabs(validation):
-            validation = os.path.join(folder, validation)
+        if validation and fileio.is_local(validation) and not os.path.isabs(validation):
+            validation = fileio.join(folder, validation)
         parts.append(MixturePart(source, str(entry.get("prefix", "")), float(rate), name, where,
                                  str(entry.get("input_column", "")), str(entry.get("target_column", "")),
                                  validation))

@@ -1,12 +1,11 @@
 """The `t5_pretrain` zoo entry: T5's span corruption on unlabelled text."""
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow as tf
 
-from zoo import registry, sources
+from zoo import fileio, registry, sources
 from zoo.config import ConfigError
 from zoo.t5 import model as t5
 from zoo.t5 import spans
@@ -70,7 +69,7 @@ class T5Pretrain(T5TextToText):
                 path = source.name
                 if self.config.validation_data and split != "train":
                     path = self.config.validation_data
-                    if not os.path.exists(path):
+                    if not fileio.exists(path):
                         raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
                 rows = labelled.read(path, self.config.text_column, require_label=False).examples
                 texts = [r.text for r in rows]
@@ -86,7 +85,7 @@ class T5Pretrain(T5TextToText):
         return len(self.texts(source, split))
 
     def prepare(self, source):
-        os.makedirs(self.assets_dir, exist_ok=True)
+        fileio.makedirs(self.assets_dir)
         if self.config.preset_dir:
             return super().prepare(source)
         spm.train(self.texts(source, "train")[:VOCAB_TEXTS], self.config.vocabulary_size, self.vocabulary_path,
@@ -94,6 +93,14 @@ class T5Pretrain(T5TextToText):
                   user_symbols=[sentinel(i) for i in range(SENTINELS)])
         self.texts(source, "validation")
         self.load_assets()
+
+    def load_assets(self):
+        super().load_assets()
+        if self.sentinel_ids is None:
+            raise ConfigError(
+                f"{self.config.preset_dir or self.vocabulary_path}: the vocabulary has no <extra_id_N> pieces and "
+                f"the embedding has {self.vocabulary_size} rows for its {self.pieces} pieces, not the "
+                f"{self.pieces + SENTINELS} T5's 100 sentinels need after them; span corruption cannot mark its spans.")
 
     def token_rows(self, source, split, chunk=4096):
         """Every text tokenized once (at most max_input_length - 1 tokens), texts of fewer than

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 
+from zoo import fileio
 from zoo.sources import DataError
 
 EXTENSIONS = (".csv", ".tsv", ".jsonl")
@@ -66,7 +67,7 @@ class _Collector:
 
 def _table(path, delimiter, text_column, label_column, collector, require_label, labels):
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    with open(path, encoding="utf-8", newline="") as f:
+    with fileio.text_file(path, newline="") as f:
         reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
         header = next(reader, None)
         if header is None:
@@ -89,7 +90,7 @@ def _table(path, delimiter, text_column, label_column, collector, require_label,
 
 
 def _jsonl(path, text_column, label_column, collector, require_label, labels):
-    with open(path, encoding="utf-8") as f:
+    with fileio.text_file(path) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -104,14 +105,13 @@ def _jsonl(path, text_column, label_column, collector, require_label, labels):
 
 
 def _class_folders(path, collector, labels):
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    classes = [d for d in fileio.listdir(path) if fileio.isdir(fileio.join(path, d))]
     for label in classes:
-        folder = os.path.join(path, label)
-        for name in sorted(os.listdir(folder)):
-            file = os.path.join(folder, name)
-            if os.path.isfile(file) and os.path.splitext(name)[1].lower() in TEXT_FILE_EXTENSIONS:
-                with open(file, encoding="utf-8", errors="replace") as f:
-                    collector.add(f.read().strip(), label, file, True, labels)
+        folder = fileio.join(path, label)
+        for name in fileio.listdir(folder):
+            file = fileio.join(folder, name)
+            if os.path.splitext(name)[1].lower() in TEXT_FILE_EXTENSIONS and fileio.isfile(file):
+                collector.add(fileio.read_text(file, errors="replace").strip(), label, file, True, labels)
 
 
 def read(path, text_column="text", label_column="label", skip_bad_rows=False, require_label=True,
@@ -131,12 +131,12 @@ def read(path, text_column="text", label_column="label", skip_bad_rows=False, re
         `Rows` with the examples in file order and the number skipped.
     """
     collector = _Collector(skip_bad_rows, names)
-    if os.path.isdir(path):
-        entries = sorted(os.listdir(path))
-        if any(os.path.isdir(os.path.join(path, e)) for e in entries):
+    if fileio.isdir(path):
+        entries = fileio.listdir(path)
+        if any(fileio.isdir(fileio.join(path, e)) for e in entries):
             _class_folders(path, collector, labels)
         else:
-            files = [os.path.join(path, e) for e in entries if e.lower().endswith(EXTENSIONS)]
+            files = [fileio.join(path, e) for e in entries if e.lower().endswith(EXTENSIONS)]
             if not files:
                 raise DataError(f"--data={path}: the folder holds neither class folders nor "
                                 f"{'/'.join(EXTENSIONS)} files.")
@@ -158,7 +158,7 @@ def _read_file(path, text_column, label_column, collector, require_label, labels
     elif extension == ".jsonl":
         _jsonl(path, text_column, label_column, collector, require_label, labels)
     elif not require_label and extension in (".txt", ".text"):
-        with open(path, encoding="utf-8") as f:
+        with fileio.text_file(path) as f:
             for number, line in enumerate(f, start=1):
                 if line.strip():
                     collector.add(line.strip(), None, f"{path}:{number}", False)

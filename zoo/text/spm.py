@@ -18,6 +18,7 @@ import os
 import sentencepiece
 import tensorflow_text as tf_text
 
+from zoo import fileio
 from zoo.sources import DataError
 
 
@@ -58,10 +59,7 @@ def train(texts, vocab_size, path, normalization="nmt_nfkc", special_ids=None, u
         split_digits=True,
         minloglevel=2,
     )
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(model.getvalue())
-    os.replace(tmp, path)
+    fileio.write_atomic(path, model.getvalue())
 
 
 def load(path):
@@ -72,9 +70,7 @@ def load(path):
     every tokenize fails with "Resource ... SentencepieceResource does not exist". The fast
     tokenizer keeps its model in a constant, gives the same ids, and has TFLite kernels.
     """
-    with open(path, "rb") as f:
-        proto = f.read()
-    return tf_text.FastSentencepieceTokenizer(model=proto)
+    return tf_text.FastSentencepieceTokenizer(model=fileio.read_bytes(path))
 
 
 def vocab_size(path):
@@ -82,4 +78,9 @@ def vocab_size(path):
 
     Read with the sentencepiece library, without building TensorFlow ops.
     """
-    return sentencepiece.SentencePieceProcessor(model_file=path).vocab_size()
+    return processor(path).vocab_size()
+
+
+def processor(path):
+    """The sentencepiece library's processor of the `.model` file at `path` (any filesystem)."""
+    return sentencepiece.SentencePieceProcessor(model_proto=fileio.read_bytes(path))

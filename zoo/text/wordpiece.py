@@ -23,6 +23,7 @@ import os
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from zoo import fileio
 from zoo.sources import DataError
 
 SPECIAL_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
@@ -35,16 +36,17 @@ def learn(texts, vocabulary_size, path, lowercase=True):
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise DataError(f"No training text to learn the vocabulary {os.path.basename(path)} from.")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    keras_hub.tokenizers.compute_word_piece_vocabulary(
-        tf.data.Dataset.from_tensor_slices(texts).batch(1000), vocabulary_size, tmp,
-        lowercase=lowercase, strip_accents=lowercase, reserved_tokens=SPECIAL_TOKENS)
-    os.replace(tmp, path)
+    with fileio.local_dir() as folder:  # keras-hub writes a local file; copied whole to `path`
+        local = os.path.join(folder, "vocabulary.txt")
+        keras_hub.tokenizers.compute_word_piece_vocabulary(
+            tf.data.Dataset.from_tensor_slices(texts).batch(1000), vocabulary_size, local,
+            lowercase=lowercase, strip_accents=lowercase, reserved_tokens=SPECIAL_TOKENS)
+        with open(local, "rb") as f:
+            fileio.write_atomic(path, f.read())
 
 
 def read_vocabulary(path):
-    with open(path, encoding="utf-8") as f:
+    with fileio.text_file(path) as f:
         vocabulary = [line.rstrip("\n") for line in f]
     missing = [t for t in SPECIAL_TOKENS if t not in vocabulary]
     if missing:

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import registry, sources, workdir as workdirs
+from zoo import fileio, registry, sources, workdir as workdirs
 from zoo.datasets import dates
 from zoo.entry import Servable, TrainingLength, ZooEntry
 from zoo.text import spm
@@ -73,7 +73,7 @@ class Translator(ZooEntry):
                 pairs = BUILTINS[source.name](split)
             elif self.config.validation_data and split != "train":
                 path = self.config.validation_data
-                if not os.path.exists(path):
+                if not fileio.exists(path):
                     raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
                 pairs = self._file_pairs(path, None)
             else:
@@ -83,8 +83,8 @@ class Translator(ZooEntry):
 
     def _file_pairs(self, path, split):
         files = [path]
-        if os.path.isdir(path):
-            files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".tsv"))
+        if fileio.isdir(path):
+            files = [fileio.join(path, f) for f in fileio.listdir(path) if f.endswith(".tsv")]
             if not files:
                 raise sources.DataError(f"--data={path}: the folder holds no .tsv files.")
         s, t = self.config.source_column, self.config.target_column
@@ -130,7 +130,7 @@ class Translator(ZooEntry):
 
     def prepare(self, source):
         src, tgt = self._texts(source, "train", limit=VOCAB_SENTENCES)
-        os.makedirs(self.assets_dir, exist_ok=True)
+        fileio.makedirs(self.assets_dir)
         spm.train(src, self.config.source_vocab_size, os.path.join(self.assets_dir, "source.model"))
         # Targets stay byte-exact so that decoded text compares equal to references.
         spm.train(tgt, self.config.target_vocab_size, os.path.join(self.assets_dir, "target.model"),
@@ -141,9 +141,8 @@ class Translator(ZooEntry):
         self.source_tokenizer = spm.load(os.path.join(self.assets_dir, "source.model"))
         self.target_tokenizer = spm.load(os.path.join(self.assets_dir, "target.model"))
         path = os.path.join(self.assets_dir, DECODING_FILE)
-        if os.path.exists(path):
-            with open(path) as f:
-                chosen = json.load(f)
+        if fileio.exists(path):
+            chosen = json.loads(fileio.read_text(path))
             self.beam_size, self.length_penalty = chosen["beam_size"], chosen["length_penalty"]
 
     def on_training_end(self, model, source):

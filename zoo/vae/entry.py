@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import registry, sources
+from zoo import fileio, registry, sources
 from zoo.entry import Servable, TrainingLength
 from zoo.images import grid
 from zoo.images.data import conform
@@ -115,7 +115,7 @@ class Vae(GenerativeImageEntry):
 
     def predict_one(self, model, text):
         """`COUNT[:SEED]` samples, or the path of an image file: it beside its reconstruction."""
-        if not os.path.isfile(text):
+        if not fileio.isfile(text):
             return super().predict_one(model, text)
         image = tf.io.decode_image(tf.io.read_file(text), expand_animations=False).numpy()
         h, w, c = self.image_shape
