@@ -38,6 +38,9 @@ flags.DEFINE_multi_string("parts", ["cost", "exit"], "Parts to run: cost, exit."
 flags.DEFINE_integer("steps", 600, "Training steps of each cost run.")
 flags.DEFINE_integer("repeats", 3, "Interleaved repeats of each cost run.")
 flags.DEFINE_float("sleep", 8.0, "Seconds of training before SIGTERM in the exit runs.")
+flags.DEFINE_list("cost_spe", ["1", "100"], "steps_per_execution values of the cost part.")
+flags.DEFINE_list("exit_spe", ["1", "100", "1000"], "steps_per_execution values of the exit part.")
+flags.DEFINE_list("workers", ["1", "2"], "Worker counts of the exit part.")
 
 
 def _env(root, tf_config=None):
@@ -108,7 +111,7 @@ def main(argv):
         if "cost" in FLAGS.parts:
             print(f"\n== Step rate, translator small on builtin:dates, batch 64, {FLAGS.steps} steps, "
                   f"median of {FLAGS.repeats} interleaved runs (examples/s)")
-            for spe in (1, 100):
+            for spe in map(int, FLAGS.cost_spe):
                 rates = {name: [] for name in roots}
                 for _ in range(FLAGS.repeats):
                     for name, root in roots.items():
@@ -120,8 +123,8 @@ def main(argv):
         if "exit" in FLAGS.parts:
             print(f"\n== Seconds from SIGTERM to exit (translator small, batch 8, SIGTERM {FLAGS.sleep:g} s into "
                   f"training; exit codes)")
-            for workers in (1, 2):
-                for spe in (1, 100, 1000):
+            for workers in map(int, FLAGS.workers):
+                for spe in map(int, FLAGS.exit_spe):
                     cells = []
                     for name, root in roots.items():
                         seconds, codes = _exit_seconds(root, spe, workers)

@@ -5,7 +5,9 @@ Usage: python -m export.convert_child SAVED_MODEL SIGNATURE OUT.tflite OP_SETS Q
 
 OP_SETS is a comma-separated list of `tf.lite.OpsSet` names, plus CUSTOM to allow custom ops.
 QUANTIZE is none, float16, dynamic (int8 weights, float activations) or int8 (full integer,
-calibrated on the rows of REPRESENTATIVE.npz, one array per input name). FLOAT_NODES: regular
+calibrated on the rows of REPRESENTATIVE.npz, one array per input name), or int8_ai_edge (the
+same with ai-edge-quantizer on the float model, for models whose loop the converter's
+calibration cannot run). FLOAT_NODES: regular
 expressions (joined by a tab) searched in tensor names whose ops int8 keeps in float
 (selective quantization).
 """
@@ -34,11 +36,35 @@ def _tensor_names(converter):
     return [t["name"] for t in Interpreter(model_content=model).get_tensor_details()]
 
 
+def _ai_edge_int8(converter, signature, out, rows):
+    """Full int8 (int8 weights and activations, calibrated on `rows`) by Google's
+    ai-edge-quantizer on the float TFLite model: it quantizes the model's subgraphs directly,
+    a WHILE loop's body included, where the TF converter's calibration crashes on the loop."""
+    import tempfile
+
+    from ai_edge_quantizer import calibrator, quantizer, recipe
+
+    with tempfile.TemporaryDirectory() as folder:
+        float_path = f"{folder}/float.tflite"
+        with open(float_path, "wb") as f:
+            f.write(converter.convert())
+        qt = quantizer.Quantizer(float_path, recipe.static_wi8_ai8())
+        samples = [{k: v[i:i + 1] for k, v in rows.items()} for i in range(len(next(iter(rows.values()))))]
+        # Profiler-based: the default mode reads every tensor after each run, and tensors of a
+        # WHILE body have no data then ("Tensor data is null").
+        calibration = qt.calibrate({signature: samples}, mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
+        model = qt.quantize(calibration, enable_progress_report=False).quantized_model
+    with open(out, "wb") as f:
+        f.write(model)
+
+
 def main(saved_model, signature, out, op_sets, quantize="none", representative=None, float_nodes=""):
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[signature])
     op_sets = op_sets.split(",")
     converter.allow_custom_ops = "CUSTOM" in op_sets
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, s) for s in op_sets if s != "CUSTOM"]
+    if quantize == "int8_ai_edge":
+        return _ai_edge_int8(converter, signature, out, dict(np.load(representative, allow_pickle=True)))
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":

@@ -194,7 +194,7 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, expected, 
         representative = servable.encode(entry.training_inputs(source, REPRESENTATIVE_EXAMPLES))
     op_sets = tflite.convert(servable.fn, name, path, quantize, representative, int8_io, servable.int8_float_nodes)
     artifact = {"format": "tflite", "path": path, "signature": name, "quantization": quantize,
-                "op_sets": op_sets, "builtin_ops_only": set(op_sets) <= {tflite.BUILTINS, tflite.INT8},
+                "op_sets": op_sets, "builtin_ops_only": set(op_sets) - {tflite.AI_EDGE_QUANTIZER} <= {tflite.BUILTINS, tflite.INT8},
                 "full_integer": (op_sets == [tflite.INT8] and not servable.int8_float_nodes
                                  if quantize == "int8" else None),
                 "float_nodes": list(servable.int8_float_nodes) if quantize == "int8" else None,
@@ -326,7 +326,8 @@ def _build(entry, model, servables, stage, formats, source, inputs, references, 
             except tflite.ConversionError as e:
                 if q == "none":
                     raise
-                reason = str(e).split("\n")[0]
+                lines = [line for line in str(e).split("\n") if line.strip()]
+                reason = lines[0] + (f" Last output: {lines[-1].strip()[:300]}" if len(lines) > 1 else "")
                 skipped.append({"signature": name, "quantization": q, "reason": reason})
                 print(f"[export] skipped {name} {q}: {reason}", flush=True)
             # Each conversion's frozen graph and checking interpreter sit in reference

@@ -24,6 +24,8 @@ BUILTINS = "TFLITE_BUILTINS"
 # (tensorflow-text's FastWordpieceTokenizer, FastBertNormalizer, ...), taken only when the
 # builtins alone fail.
 CUSTOM = "CUSTOM"
+# Not an op set either: names the int8 model ai-edge-quantizer made from the float one.
+AI_EDGE_QUANTIZER = "AI_EDGE_QUANTIZER"
 
 
 def freeze(fn, signature_name, directory):
@@ -73,11 +75,15 @@ def convert(fn, signature_name, path, quantize="none", representative=None, int8
             np.savez(os.path.join(tmp, "representative.npz"), **representative)
             args += [os.path.join(tmp, "representative.npz"), "\t".join(float_nodes)]
         attempts = [(INT8,), (INT8, BUILTINS)] if quantize == "int8" else [(BUILTINS,)]
-        attempts += [ops + (CUSTOM,) for ops in attempts]
-        for op_sets in attempts:
+        attempts = [(ops, args) for ops in attempts + [ops + (CUSTOM,) for ops in attempts]]
+        if quantize == "int8" and not int8_io:
+            # Last: ai-edge-quantizer on the float model (it quantizes a WHILE loop's body,
+            # where the converter's calibration crashes); the model keeps float inputs/outputs.
+            attempts.append(((BUILTINS, AI_EDGE_QUANTIZER), ["int8_ai_edge", args[1]]))
+        for op_sets, child_args in attempts:
             proc = subprocess.run(
                 [sys.executable, "-m", "export.convert_child", frozen_dir, signature_name, out,
-                 ",".join(op_sets), *args],
+                 ",".join(s for s in op_sets if s != AI_EDGE_QUANTIZER), *child_args],
                 capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             )
@@ -87,10 +93,11 @@ def convert(fn, signature_name, path, quantize="none", representative=None, int8
             how = (f"crashed with signal {-proc.returncode}" if proc.returncode < 0
                    else f"failed (exit {proc.returncode})")
             hint = ""
-            if quantize == "int8" and proc.returncode < 0:
+            if quantize == "int8":
                 # Seen with TF 2.21: int8 calibration of a model with a WHILE decode loop dies
                 # with SIGSEGV; float16 and dynamic-range quantization of the same model work.
-                hint = " int8 calibration does not support this model's loop; use float16 or dynamic."
+                hint = (" Neither TF's int8 calibration nor ai-edge-quantizer could quantize this model "
+                        "(the last attempt's output below); use float16 or dynamic.")
             lines = [line for line in proc.stderr.splitlines() if not line.startswith(("I0000", "W0000", "E0000"))]
             raise ConversionError(f"{os.path.basename(path)}: TFLite conversion ({quantize}) {how}.{hint}\n"
                                   + "\n".join(lines[-30:]))

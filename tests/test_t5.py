@@ -62,7 +62,7 @@ def test_generation_under_xla_equals_the_graph_generation(tmp_path):
         graph = entry.generate(model, inputs, method, batch_size=4)
         entry.jit_compile = True
         assert entry.generate(model, inputs, method, batch_size=4) == graph, method
-    # One shape for every batch, the last, shorter one included: compiled once.
+    # One shape for every batch of a length bucket, the last, shorter one included.
     assert entry._xla_ids_fn(model, "greedy").experimental_get_tracing_count() == 1
 
 

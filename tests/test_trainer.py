@@ -141,7 +141,7 @@ def test_non_finite_loss_names_step_and_keeps_last_checkpoint(tmp_path):
         entry = cls(toy_entry.ToyConfig(poison_step=7), str(tmp_path))
         # Step 7 inside a chunk of steps 5-8: the error names step 7, where it happened.
         config = TrainerConfig(steps=20, batch_size=16, checkpoint_every=4, log_every=4, steps_per_execution=4)
-        with pytest.raises(TrainingError, match=r"Non-finite loss .* at step 7; the last good checkpoint .*ckpt-4"):
+        with pytest.raises(TrainingError, match=r"Non-finite loss .*at step 7; the last good checkpoint .*ckpt-4"):
             Trainer(entry, config, str(tmp_path)).train(TOY, evaluate=False)
         assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
     finally:
