@@ -499,7 +499,8 @@ class Trainer:
                     _log(f"Stopping at step {step}: the --config max_seconds={c.max_seconds:g} budget is spent.")
                 if progress is not None:
                     progress.update(step, [("loss", result["loss"])])
-                if step % c.log_every == 0 or step == total:
+                # A chunk stopped before its first step (a SIGTERM between chunks) has no row.
+                if window_steps and (step % c.log_every == 0 or step == total):
                     step_time = window_seconds / window_steps
                     # With --config max_seconds, training ends at the deadline if that comes first.
                     eta = min((total - step) * step_time, max(0.0, deadline - time.perf_counter()))
