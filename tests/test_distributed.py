@@ -23,14 +23,15 @@ def weights(workdir):
     return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith("model/")}
 
 
-def start_workers(workdir, *extra):
+def start_workers(workdir, *extra, flags=FLAGS):
+    """Two `zoo train` worker processes on localhost ports: `flags`, the workdir, then `extra`."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
         env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "zoo.cli", "train", *FLAGS, f"--workdir={workdir}", "--strategy=multi_worker",
+            [sys.executable, "-m", "zoo.cli", "train", *flags, f"--workdir={workdir}", "--strategy=multi_worker",
              *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
     return procs
@@ -111,15 +112,8 @@ def test_evaluation_side_outputs_with_two_workers(model, outputs, tmp_path):
     # The chief alone writes what a person looks at after an evaluation; once both workers
     # wrote it through one temporary name and the second rename killed its worker.
     workdir = str(tmp_path / "multi")
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
-    procs = []
-    for index in range(2):
-        env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "zoo.cli", "train", f"--model={model}", "--preset=tiny", f"--workdir={workdir}",
-             "--strategy=multi_worker", "--steps=4", "--batch_size=8", "--config=log_every=2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
+    procs = start_workers(workdir, flags=[f"--model={model}", "--preset=tiny", "--steps=4", "--batch_size=8",
+                                          "--config=log_every=2"])
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]

@@ -65,10 +65,6 @@ def walk(path):
     return gfile.walk(str(path))
 
 
-def glob(pattern):
-    return sorted(gfile.glob(str(pattern)))
-
-
 def makedirs(path):
     gfile.makedirs(str(path))
 
@@ -83,21 +79,12 @@ def rmtree(path):
         gfile.rmtree(str(path))
 
 
-def rename(source, target, overwrite=True):
-    gfile.rename(str(source), str(target), overwrite=overwrite)
-
-
 def getsize(path):
     """Bytes of a file, or of every file under a folder."""
     path = str(path)
     if not gfile.isdir(path):
         return gfile.stat(path).length
     return sum(gfile.stat(join(folder, name)).length for folder, _, names in gfile.walk(path) for name in names)
-
-
-def open(path, mode="r"):  # noqa: A001  (the module's own `open`, for `fileio.open`)
-    """A file object (`tf.io.gfile.GFile`); text modes read and write UTF-8."""
-    return gfile.GFile(str(path), mode)
 
 
 def read_bytes(path):
