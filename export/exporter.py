@@ -217,11 +217,14 @@ def _check_tflite(entry, servable, path, name, inputs, references, expected, qua
     actual, latency_ms = tflite.run_rows(path, name, servable.encode(inputs))
     bad = sorted(_mismatches(expected, actual, checks.max_abs_diff))
     parity = {"verified": quantize == "none", "checked": len(inputs), "mismatches": len(bad)}
-    if entry.task_metric and servable.decode is not None:
-        keras_metric = entry.score(servable.decode(expected), references)
-        tflite_metric = entry.score(servable.decode(actual), references)
-        parity.update({"verified": True, "metric": entry.task_metric, "keras": round(keras_metric, 3),
-                       "tflite": round(tflite_metric, 3), "drop": round(keras_metric - tflite_metric, 3)})
+    metric = servable.metric or ((entry.task_metric, entry.score, "max") if entry.task_metric else None)
+    if metric and servable.decode is not None:
+        metric_name, score, mode = metric
+        keras_metric = score(servable.decode(expected), references)
+        tflite_metric = score(servable.decode(actual), references)
+        drop = keras_metric - tflite_metric if mode == "max" else tflite_metric - keras_metric
+        parity.update({"verified": True, "metric": metric_name, "keras": round(keras_metric, 3),
+                       "tflite": round(tflite_metric, 3), "drop": round(drop, 3)})
     elif quantize != "none":
         parity["note"] = "no task metric for this signature: mismatches counted, the metric drop not checked"
     failure = None
@@ -229,7 +232,7 @@ def _check_tflite(entry, servable, path, name, inputs, references, expected, qua
         failure = (f"differs from the Keras model on {len(bad)} of {len(inputs)} held-out inputs "
                    f"(first: {inputs[bad[0]]!r}; float outputs may differ by --max_abs_diff={checks.max_abs_diff})")
     elif quantize != "none" and parity.get("drop", 0.0) > checks.max_metric_drop:
-        failure = (f"{entry.task_metric} drops {parity['drop']:.2f} points against Keras "
+        failure = (f"{parity['metric']} worsens by {parity['drop']:.2f} against Keras "
                    f"(threshold --max_metric_drop={checks.max_metric_drop})")
     if failure:
         raise ExportError(f"{os.path.basename(path)}: {failure}.")

@@ -109,6 +109,7 @@ class Trainer:
         # may be cut to their longest example.
         entry.static_shapes = bool(c.jit_compile) or isinstance(self.strategy, tf.distribute.TPUStrategy)
         entry.jit_compile = bool(c.jit_compile)
+        entry.batch_size = c.batch_size
         with self.strategy.scope():
             self.model = entry.build_model()
             self.model.build()
@@ -161,10 +162,15 @@ class Trainer:
                             f"{self.total_steps:,} steps ({how})")
 
     # Checkpoints.
-    def _checkpoint(self, early_stopping=True):
+    def _checkpoint(self, early_stopping=True, model_state=True):
         objects = {f"optimizer_{p.name}": o for p, o in zip(self.phases, self.optimizers)}
         if early_stopping:  # not in checkpoints written before 2026-11-27
             objects["early_stopping"] = self.early_stopping
+        if model_state:  # not in checkpoints written before 2026-11-28
+            # Non-trainable weights (moving statistics, a language model's carried state):
+            # the model's own tracking misses those kept in Python lists of layers or
+            # variables, and the optimizers (which track the trainable ones) never see them.
+            objects["model_state"] = [v.value for v in self.model.non_trainable_weights]
         # Dropout's random state lives in seed-generator variables that are not weights, and
         # the model's own checkpoint tracking misses them; without them a resumed run draws
         # other dropout masks than one never interrupted.
@@ -185,7 +191,8 @@ class Trainer:
         # folder first, which filesystems that know no folders, such as ram://, answer wrongly).
         stored = {name.split("/")[0] for name in tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
         try:
-            status = self._checkpoint("early_stopping" in stored).restore(latest).assert_existing_objects_matched()
+            status = self._checkpoint("early_stopping" in stored, "model_state" in stored).restore(
+                latest).assert_existing_objects_matched()
             if iterator is None:  # evaluate/predict/export: the optimizers' slots are not needed
                 status.expect_partial()
         except (AssertionError, ValueError, tf.errors.OpError) as e:

@@ -8,5 +8,6 @@ from zoo.bert import classifier as _bert_classifier  # noqa: F401  (registers "b
 from zoo.bert import mlm as _bert_mlm  # noqa: F401  (registers "bert_mlm")
 from zoo.t5 import entry as _t5  # noqa: F401  (registers "t5")
 from zoo.t5 import pretrain as _t5_pretrain  # noqa: F401  (registers "t5_pretrain")
+from zoo.lstm_lm import entry as _lstm_lm  # noqa: F401  (registers "lstm_lm")
 
 __all__ = ["registry"]

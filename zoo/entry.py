@@ -51,6 +51,9 @@ class Servable:
         int8_float_nodes: regular expressions of tensor names whose ops the int8 variant keeps in
             float, for tensors whose range int8 cannot hold (e.g. attention scores masked
             with -1e9); the rest is int8.
+        metric: `(name, fn, mode)` judging this function's quantized variants instead of the
+            entry's `task_metric`: `fn(decoded outputs, references) -> float`, `mode` "max"
+            when higher is better, "min" when lower is.
     """
 
     fn: Callable
@@ -61,6 +64,7 @@ class Servable:
     quantizations: tuple = ("none", "float16", "dynamic", "int8")
     quantization_note: str = ""
     int8_float_nodes: tuple = ()
+    metric: tuple = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +157,9 @@ class ZooEntry:
     # Whether the trainer's `jit_compile` is on: an entry may then compile its own loops
     # (generation in `evaluate`/`predict`) with XLA too. Exports do not use it.
     jit_compile = False
+    # The trainer's global batch size (set by the trainer before `build_model`), for models
+    # that keep a state per batch row from one step to the next.
+    batch_size = None
 
     def dataset(self, source, split, batch_size, training, seed=0):
         """A `tf.data.Dataset` of batches (repeated when training), with static shapes unless

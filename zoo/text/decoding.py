@@ -55,7 +55,7 @@ def _mix(x, modulus, multiplier):
     return x
 
 
-def uniform(seed, t, rows):
+def uniform(seed, t, rows, per_row=True):
     """Numbers in [0, 1), one per row, from a seed and a step: a counter-based generator.
 
     The same (seed, t, row) always gives the same number, whatever the batch, backend or
@@ -65,10 +65,14 @@ def uniform(seed, t, rows):
         seed: int32 scalar (any value, negative included).
         t: int32 scalar, the decoding step.
         rows: how many numbers (a Python int or a scalar tensor).
+        per_row: rows draw different numbers; when False every row draws row 0's (a
+            prompt's sample then does not depend on its place in a batch).
     """
     seed = ops.cast(seed, "int32")
     t = ops.cast(t, "int32")
     row = ops.arange(rows, dtype="int32")
+    if not per_row:
+        row = row * 0
     total = 0.0
     for salt, (modulus, multiplier) in enumerate(zip(_MODULI, _MULTIPLIERS)):
         x = _mix(ops.mod(seed, modulus) + salt, modulus, multiplier)
@@ -87,7 +91,8 @@ def _take_rows(structure, rows):
 
 
 def _initial(batch, start_id):
-    return ops.convert_to_tensor(0, "int32"), ops.full((batch,), start_id, "int32")
+    """Step 0 and the first input tokens: `start_id` is one id for every row, or one per row."""
+    return ops.convert_to_tensor(0, "int32"), ops.broadcast_to(ops.cast(start_id, "int32"), (batch,))
 
 
 def _write(output, t, token):
@@ -96,11 +101,13 @@ def _write(output, t, token):
     return ops.where(ops.equal(positions, t), ops.expand_dims(token, -1), output)
 
 
-def _search(step, state, context, batch, max_length, start_id, end_id, pad_id, choose):
-    """The loop of greedy search and sampling: `choose(logits, t) -> tokens`."""
+def _search(step, state, context, batch, max_length, start_id, end_id, pad_id, choose, length=None):
+    """The loop of greedy search and sampling: `choose(logits, t) -> tokens`; it stops after
+    `length` steps (a tensor allowed, at most `max_length`, the buffer's size)."""
+    limit = max_length if length is None else ops.minimum(ops.cast(length, "int32"), max_length)
 
     def cond(t, previous, state, finished, output):
-        return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
+        return ops.logical_and(t < limit, ops.logical_not(ops.all(finished)))
 
     def body(t, previous, state, finished, output):
         logits, state = step(previous, t, state, context)
@@ -122,7 +129,7 @@ def greedy_search(step, state, context, batch, max_length, start_id, end_id, pad
 
 
 def sample(step, state, context, batch, max_length, start_id, end_id, pad_id=0, seed=0,
-           temperature=1.0, top_k=0, top_p=1.0):
+           temperature=1.0, top_k=0, top_p=1.0, length=None, per_row=True):
     """Draws each token from the model's distribution: ids [batch, max_length].
 
     Args:
@@ -131,6 +138,9 @@ def sample(step, state, context, batch, max_length, start_id, end_id, pad_id=0, 
         top_k: keep only the `top_k` most likely tokens (0: all).
         top_p: keep the most likely tokens whose probabilities sum to at least `top_p`
             (nucleus sampling; 1: all). With `top_k`, both limits apply.
+        length: tokens to draw at most (<= `max_length`; None: `max_length`).
+        per_row: rows draw different numbers (see `uniform`); False gives every row the
+            draws it would have alone, so a batch of prompts samples what each would alone.
 
     All four may be tensors (a serving signature's inputs). The draw is an inverse-CDF
     lookup of `uniform(seed, t, row)` in the sorted, cut, renormalized distribution.
@@ -153,7 +163,7 @@ def sample(step, state, context, batch, max_length, start_id, end_id, pad_id=0, 
         keep = ops.logical_and(ops.expand_dims(rank < k, 0), before < top_p)
         kept = ops.where(keep, probs, 0.0)
         cumulative = ops.cumsum(kept, axis=-1)
-        target = ops.expand_dims(uniform(seed, t, ops.shape(logits)[0]), -1) * cumulative[:, -1:]
+        target = ops.expand_dims(uniform(seed, t, ops.shape(logits)[0], per_row), -1) * cumulative[:, -1:]
         # The first rank whose cumulative probability exceeds the draw.
         choice = ops.sum(ops.cast(cumulative <= target, "int32"), axis=-1)
         last = ops.sum(ops.cast(keep, "int32"), axis=-1) - 1
@@ -161,7 +171,7 @@ def sample(step, state, context, batch, max_length, start_id, end_id, pad_id=0, 
         drawn = ops.take_along_axis(indices, ops.expand_dims(choice, -1), axis=-1)[:, 0]
         return ops.where(temperature > 0.0, ops.cast(drawn, "int32"), greedy)
 
-    return _search(step, state, context, batch, max_length, start_id, end_id, pad_id, choose)
+    return _search(step, state, context, batch, max_length, start_id, end_id, pad_id, choose, length)
 
 
 def beam_search(step, state, context, batch, max_length, start_id, end_id, pad_id=0, beam_size=4,

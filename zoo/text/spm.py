@@ -28,13 +28,15 @@ TRANSLATOR_IDS = {"pad_id": 0, "unk_id": 1, "bos_id": 2, "eos_id": 3}
 T5_IDS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
 
 
-def train(texts, vocab_size, path, normalization="nmt_nfkc", special_ids=None, user_symbols=()):
+def train(texts, vocab_size, path, normalization="nmt_nfkc", special_ids=None, user_symbols=(), options=None):
     """Learns a unigram vocabulary of at most `vocab_size` pieces and writes it to `path`.
 
     `normalization="identity"` keeps text byte-exact (use it for targets, so that
     detokenized outputs compare equal to references). `special_ids` maps sentencepiece's
     `pad_id`, `unk_id`, `bos_id`, `eos_id` (-1: none) to ids (default `TRANSLATOR_IDS`);
     `user_symbols` are pieces kept whole, right after the special ones (T5's sentinels).
+    `options` are further `SentencePieceTrainer` settings (a language model's stream keeps
+    its whitespace: `add_dummy_prefix=False, remove_extra_whitespaces=False`).
     """
     texts = [t for t in texts if t.strip()]
     if not texts:
@@ -58,6 +60,7 @@ def train(texts, vocab_size, path, normalization="nmt_nfkc", special_ids=None, u
         # quantities thousands of rare tokens to learn one by one.
         split_digits=True,
         minloglevel=2,
+        **(options or {}),
     )
     fileio.write_atomic(path, model.getvalue())
 
