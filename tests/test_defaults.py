@@ -119,3 +119,18 @@ def test_t5_defaults_learn_e2e(tmp_path, shared_data):
     # alike stays (keras-hub's init, fixed in zoo/t5/model.py), is about 4.8.
     assert result["val_loss"] < 3.2, result
     assert result["bleu"] > 5.0 and result["slot_accuracy"] > 0.2, result
+
+
+def test_lstm_lm_defaults_learn_tiny_shakespeare(tmp_path, shared_data):
+    import collections
+
+    with open(os.path.join(shared_data, "text", "tinyshakespeare_train.txt"), encoding="utf-8") as f:
+        text = f.read()[:300_000]
+    data = tmp_path / "shakespeare.txt"
+    data.write_text(text, encoding="utf-8")
+    workdir = str(tmp_path / "lm")
+    result = _train("lstm_lm", workdir, str(data), 150, overrides=["eval_characters=20000"])
+    # A model that knows only each character's frequency (no context) pays the unigram entropy.
+    counts = collections.Counter(text)
+    unigram = -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+    assert result["bits_per_character"] < unigram - 0.8, (result, unigram)

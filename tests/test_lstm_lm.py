@@ -147,11 +147,19 @@ def test_export_samples_the_same_text_in_keras_saved_model_and_tflite(tmp_path):
         "out = m.signatures['generate'](prompts=tf.constant(s.pop('prompts')), max_length=tf.constant(s['max_length']),"
         " temperature=tf.constant(s['temperature'], tf.float32), top_k=tf.constant(s['top_k']),"
         " top_p=tf.constant(s['top_p'], tf.float32), seed=tf.constant(s['seed']))\n"
-        "print(json.dumps([t.decode() for t in out['continuations'].numpy()]))\n")
+        "scored = m.signatures['score'](texts=tf.constant(['ROMEO: love the day.', 'Zz']))\n"
+        "print(json.dumps([[t.decode() for t in out['continuations'].numpy()],"
+        " scored['bits_per_character'].numpy().tolist()]))\n")
     proc = subprocess.run([sys.executable, "-c", script, artifacts["saved_model"]["path"],
                            json.dumps({"prompts": prompts, **settings})], capture_output=True, text=True, check=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == keras_text
+    served_text, served_bits = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert served_text == keras_text
+    keras_bits = entry._score_fn(trainer.model)(tf.constant(["ROMEO: love the day.", "Zz"]))  # noqa: SLF001
+    np.testing.assert_allclose(served_bits, keras_bits["bits_per_character"].numpy(), rtol=1e-5)
+    # Scoring one text is the stream scoring of its ids (after a separator), per character.
+    nats, _ = entry.stream_nats(trainer.model, entry.stream(["ROMEO: love the day."]))
+    assert served_bits[0] == pytest.approx(nats / math.log(2) / len("ROMEO: love the day."), rel=1e-4)
     from export import tflite
 
     servable = entry.serving_functions(trainer.model)["sample_tokens"]

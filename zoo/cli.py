@@ -110,7 +110,10 @@ def _predict(fv, args):
     if not args:
         raise UsageError("zoo predict: give at least one INPUT after the flags.")
     for text, prediction in zip(args, commands.predict(fv.workdir, args)):
-        print(f"{text}\t{prediction}")
+        if "\n" in text + prediction:  # a language model's continuation: the text as written
+            print(f"--- {text!r}\n{text}{prediction}")
+        else:
+            print(f"{text}\t{prediction}")
 
 
 def _export(fv, args):
