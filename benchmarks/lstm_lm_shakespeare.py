@@ -70,6 +70,8 @@ def _zoo_row(workdir):
     """Bits per character on the whole validation text, training rate and a sample."""
     import dataclasses
 
+    import numpy as np
+
     from zoo import commands
 
     entry, trainer, source = commands.restore(workdir)
@@ -86,7 +88,7 @@ def _zoo_row(workdir):
     sample = entry.generate(trainer.model, [""], temperature=FLAGS.temperature, seed=FLAGS.seed)[0]
     return {"peer": "zoo lstm_lm", "bits_per_character": scored["bits_per_character"],
             "train_steps": int(trainer.step.numpy()), "train_characters_per_second": rate,
-            "params": trainer.model.count_params(), "sample": sample,
+            "params": sum(int(np.prod(w.shape)) for w in trainer.model.trainable_weights), "sample": sample,
             "settings": {**dataclasses.asdict(c), **{k: v for k, v in json.load(open(os.path.join(
                 workdir, "zoo.json")))["trainer_config"].items() if k in ("optimizer", "learning_rate", "lr_schedule",
                                                                           "batch_size", "warmup_fraction", "clipnorm")}}}
@@ -165,7 +167,10 @@ def main(argv):
             _wait(process, name, log)
         for name in FLAGS.peers:
             results[name] = json.load(open(f"{root}/{name}.json"))
-    finally:
+    except BaseException:
+        print(f"Logs and workdirs kept in {root}", file=sys.stderr)
+        raise
+    else:
         if not FLAGS.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\n== Tiny Shakespeare (last 10% held out), {FLAGS.minutes:g} min of training each, one core each, "

@@ -231,7 +231,7 @@ def _check_tflite(entry, servable, path, name, inputs, references, expected, qua
     if quantize == "none" and bad:
         failure = (f"differs from the Keras model on {len(bad)} of {len(inputs)} held-out inputs "
                    f"(first: {inputs[bad[0]]!r}; float outputs may differ by --max_abs_diff={checks.max_abs_diff})")
-    elif quantize != "none" and parity.get("drop", 0.0) > checks.max_metric_drop:
+    elif quantize != "none" and "drop" in parity and parity["drop"] > checks.max_metric_drop:
         failure = (f"{parity['metric']} worsens by {parity['drop']:.2f} against Keras "
                    f"(threshold --max_metric_drop={checks.max_metric_drop})")
     if failure:

@@ -62,6 +62,23 @@ def test_bits_per_character_against_a_hand_computed_case(tmp_path):
                                                          rel=1e-5)
 
 
+def test_stream_scoring_equals_one_pass_over_each_part(tmp_path):
+    entry, source = _entry(tmp_path)
+    model = entry.build_model()  # untrained: the cost differs from token to token
+    ids = entry.token_ids(source, "validation")
+    total, tokens = entry.stream_nats(model, ids)
+    inputs, labels = ids[:-1], ids[1:]
+    streams = min(16, len(labels) // entry.config.sequence_length)
+    length = -(-len(labels) // streams)
+    expected = 0.0
+    for k in range(streams):  # each part from a zero state in one call: no windows, no carried state
+        part_in, part_labels = inputs[k * length:(k + 1) * length], labels[k * length:(k + 1) * length]
+        log_probs = tf.nn.log_softmax(model(part_in[None]))[0].numpy()
+        expected -= log_probs[np.arange(len(part_labels)), part_labels].sum()
+    assert tokens == len(labels) and streams > 1 and length > entry.config.sequence_length
+    assert total == pytest.approx(expected, rel=1e-4)  # float32 sums; one token missed or doubled is ~2e-3
+
+
 def test_validation_is_the_texts_tail_and_vocabularies_round_trip(tmp_path):
     assert split_tail(["abcdefgh", "ij"], "validation", 0.3) == ["h", "ij"]
     assert split_tail(["abcdefgh", "ij"], "train", 0.3) == ["abcdefg"]
@@ -69,8 +86,8 @@ def test_validation_is_the_texts_tail_and_vocabularies_round_trip(tmp_path):
     text = TEXT * 4
     assert "".join(entry.documents(source, "train")) + "".join(entry.documents(source, "validation")) == text
     for kind in ("char", "spm"):
-        vocab = vocabulary.learn(kind, [text], 60, str(tmp_path))
-        sample = "JULIET: love the moon.\nROMEO: ~é"
+        vocab = vocabulary.learn(kind, [text + "a\tb\r\n"], 60, str(tmp_path))
+        sample = "JULIET: love\tthe moon.\r\nROMEO: " + "love " * 500 + "~é"
         ids = vocab.encode(sample)
         assert ids.tolist() == vocab.tf_encode(tf.constant([sample])).flat_values.numpy().tolist()
         known = sample[:-3]
@@ -100,6 +117,10 @@ def test_carried_state_training_resumes_exactly_and_mirrored_equals_one_device(t
     entry, source = _entry(tmp_path, carry_state=True)
     batch = next(iter(entry.dataset(source, "train", 4, training=True)))
     assert batch["rows"].numpy().tolist() == [0, 1, 2, 3] and batch["reset"].numpy().all()
+    batches = list(entry.dataset(source, "train", 4, training=True).take(3).as_numpy_iterator())
+    for before, after in zip(batches, batches[1:]):  # each row reads on where it stopped
+        np.testing.assert_array_equal(before["ids"][:, -1], after["ids"][:, 0])
+        assert not after["reset"].any()
     straight = _train(entry, source, tmp_path / "straight", 6)
     assert len(straight.model.carried) == 2 and np.abs(straight.model.carried[0].numpy()).sum() > 0
     _train(entry, source, tmp_path / "resumed", 3)
@@ -112,7 +133,7 @@ def test_carried_state_training_resumes_exactly_and_mirrored_equals_one_device(t
 
 
 def test_sampling_is_seeded_and_honours_its_settings(tmp_path):
-    entry, source = _entry(tmp_path, max_length=30, stop="moon")
+    entry, source = _entry(tmp_path, max_length=30)
     model = entry.build_model()
     prompts = ["ROMEO: ", "", "JULIET: love the"]
     once = entry.generate(model, prompts, seed=5, temperature=1.0)
@@ -122,7 +143,14 @@ def test_sampling_is_seeded_and_honours_its_settings(tmp_path):
     assert entry.generate(model, prompts[1:2], seed=5, temperature=1.0) == once[1:2]
     short = entry.generate(model, prompts, seed=5, temperature=1.0, max_length=4)
     assert all(len(s) <= 4 for s in short) and all(o.startswith(s) for s, o in zip(short, once))
-    assert all("moon" not in o for o in entry.generate(model, prompts * 10, seed=1, temperature=1.5))
+    # A stop string cuts the text just before its first occurrence: take one the model writes.
+    seed, text = next((seed, t) for seed in range(50)
+                      for t in entry.generate(model, ["ROMEO: "], seed=seed, temperature=1.5) if len(t) > 12)
+    stop = text[8:10]
+    entry.config = dataclasses.replace(entry.config, stop=stop)
+    entry._generate_fn.cache_clear()  # noqa: SLF001  (the served graph is traced with the config's stops)
+    cut = entry.generate(model, ["ROMEO: "], seed=seed, temperature=1.5)[0]
+    assert cut == text[:text.index(stop)] and len(cut) <= 8
     greedy = entry.generate(model, ["ROMEO: "] * 3, temperature=0.0, seed=1)
     assert len(set(greedy)) == 1 and greedy == entry.generate(model, ["ROMEO: "] * 3, temperature=0.0, seed=2)
 
@@ -185,6 +213,7 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(sources.DataError, match=r"latin\.txt:2: not UTF-8"):
         entry.prepare(sources.parse(str(latin)))
     entry, _ = _entry(tmp_path)
+    assert len(entry.predict(entry.build_model(), ["x" * 64])) == 1  # exactly the most a prompt may have
     with pytest.raises(sources.DataError, match=r"prompt 2 .* has 70 tokens; .*max_prompt_length=64"):
         entry.predict(entry.build_model(), ["ok", "x" * 70])
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_prompt_length=64"):
@@ -227,3 +256,46 @@ def test_tied_embeddings_share_the_table():
     np.testing.assert_allclose(model.logits(y), np.asarray(model.projection(y)) @ table.T, atol=1e-5)
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
     assert restored.tie_embeddings
+
+
+def test_a_folder_of_text_files_is_read_in_order_and_split_at_its_tail(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "b").mkdir(parents=True)
+    (folder / "a.txt").write_text("first document. " * 30, encoding="utf-8")
+    (folder / "b" / "c.txt").write_text("second one! " * 30, encoding="utf-8")
+    (folder / "notes.md").write_text("not read", encoding="utf-8")
+    cls = registry.get("lstm_lm")
+    entry = cls(cls.preset("tiny"), str(tmp_path / "work"))
+    source = sources.parse(str(folder))
+    entry.prepare(source)
+    train, validation = entry.documents(source, "train"), entry.documents(source, "validation")
+    assert train[0] == "first document. " * 30 and len(train) == 2 and len(validation) == 1
+    assert train[1] + validation[0] == "second one! " * 30
+    assert len(validation[0]) == round(len("first document. " * 30 + "second one! " * 30) * 0.1)
+    ids = entry.token_ids(source, "train")
+    assert (ids == SEP).sum() == 2 and ids[0] == SEP  # each document starts after a separator
+    assert entry.vocab.encode("a").tolist() == [vocabulary.UNK]  # "a" is only in notes.md, which is not read
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    (empty / "x.md").write_text("text", encoding="utf-8")
+    with pytest.raises(sources.DataError, match=r"empty_folder: the folder holds no \.txt files"):
+        cls(cls.preset("tiny"), str(tmp_path / "w2")).prepare(sources.parse(str(empty)))
+
+
+@pytest.mark.slow
+def test_quantized_exports_are_judged_in_bits_per_character(tmp_path):
+    from export import exporter
+
+    entry, source = _entry(tmp_path, max_length=8)
+    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(tmp_path / "work"))
+    manifest = exporter.export(entry, trainer.model, str(tmp_path / "work"), formats=("tflite",), source=source,
+                               num_checks=10, quantize=("none", "dynamic"))
+    judged = {a["signature"]: a["parity"] for a in manifest["artifacts"] if a["quantization"] == "dynamic"}
+    for name in ("step", "score_tokens"):
+        assert judged[name]["verified"] and judged[name]["metric"] == "bits_per_character", judged
+        assert abs(judged[name]["drop"]) < 0.05, judged  # lower is better: drop = quantized - Keras
+    assert not judged["sample_tokens"]["verified"] and "note" in judged["sample_tokens"]
+    checks = exporter.Verification(max_metric_drop=-1.0)  # any figure fails: the check runs
+    with pytest.raises(exporter.ExportError, match=r"lstm_lm_step_dynamic\.tflite: bits_per_character worsens by"):
+        exporter.export(entry, trainer.model, str(tmp_path / "work"), formats=("tflite",), source=source,
+                        num_checks=10, quantize=("dynamic",), checks=checks)

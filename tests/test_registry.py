@@ -6,7 +6,7 @@ import zoo  # noqa: F401  (imports every entry)
 from trainers import TrainerConfig
 from zoo import registry
 
-EXPECTED = {"translator", "vae", "gan", "bert_classifier", "bert_mlm", "t5"}
+EXPECTED = {"translator", "vae", "gan", "bert_classifier", "bert_mlm", "t5", "t5_pretrain", "lstm_lm"}
 
 
 def test_registry_holds_every_entry():

@@ -38,7 +38,7 @@ def read_text_file(path):
     if nul >= 0:
         raise sources.DataError(f"{path}: a binary file (NUL byte at offset {nul}); expected UTF-8 text.")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark is not text
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise sources.DataError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); "
@@ -98,8 +98,8 @@ class LstmLanguageModelEntry(ZooEntry):
     config_class = LstmLmConfig
     default_data = "builtin:dates"
     validation_metric = ("bits_per_character", "min")
-    # Adam 1e-2 with warmup and cosine decay, batch 32, clipped: a rate of 2e-3 ended 0.47 bits
-    # per character behind after 3 minutes, batch 64 behind batch 32 (WORKSPACE_NOTES.md, "Issue 14").
+    # Adam 1e-2 with warmup and cosine decay, batch 32, clipped: the rate and batch that
+    # learned most in a few CPU minutes (WORKSPACE_NOTES.md, "Issue 14", figures behind the defaults).
     trainer_defaults = {"learning_rate": 1e-2, "warmup_fraction": 0.02, "lr_schedule": "cosine",
                         "clipnorm": 1.0, "batch_size": 32}
     training_length = TrainingLength(steps=5000, min_epochs=1, max_epochs=50)
@@ -140,7 +140,16 @@ class LstmLanguageModelEntry(ZooEntry):
         return [read_text_file(f) for f in files]
 
     def _tfds_documents(self, source, split):
-        builder, name = sources.tfds_split(source, split)
+        builder, name = sources.tfds_split(source, "train")
+        listed = list(builder.info.splits)
+        if listed and not {"validation", "test"} & set(listed):
+            # No held-out split of its own: the tail of the training split, as for a file.
+            return split_tail(self._tfds_texts(source, builder, name), split, self.config.validation_fraction)
+        if split != "train":
+            builder, name = sources.tfds_split(source, split)
+        return self._tfds_texts(source, builder, name)
+
+    def _tfds_texts(self, source, builder, name):
         key = self.config.text_key
         if not key:
             texts = [k for k, f in builder.info.features.items() if getattr(f, "dtype", None) == tf.string]
@@ -362,6 +371,7 @@ class LstmLanguageModelEntry(ZooEntry):
         def score(texts):
             ids = self.vocab.tf_encode(texts)
             ids = tf.concat([tf.fill([ids.nrows(), 1], SEP), ids], axis=1).to_tensor(PAD)
+            ids = tf.pad(ids, [[0, 0], [0, tf.maximum(0, 2 - tf.shape(ids)[1])]])  # empty texts: no zero-length run
             labels = ids[:, 1:]
             logits = model(ids[:, :-1])
             ce = token_cross_entropy(labels, tf.cast(logits, tf.float32))

@@ -126,23 +126,42 @@ class LstmLanguageModel(keras.Model):
             variable.assign(ops.matmul(ops.transpose(onehot), ops.stop_gradient(ops.cast(state, "float32"))))
 
     # Generation.
-    def decoding_step(self, tokens, t, states, context):
-        """Logits [N, vocab] of the token after `tokens` [N], and the states after it."""
+    def _cells(self, tokens, states):
+        """The LSTM outputs [N, units] after one token per row, and the states after it."""
         y = self.embedding(tokens)
         new_states = []
         for layer, state in zip(self.lstm_layers, states):
             y, state = layer.cell(y, state, training=False)
             new_states.append(list(state))
-        return self.logits(y), new_states
+        return y, new_states
+
+    def decoding_step(self, tokens, t, states, context):
+        """Logits [N, vocab] of the token after `tokens` [N] (padding never: it would end a
+        text on a server but not on a phone), and the states after it."""
+        y, states = self._cells(tokens, states)
+        logits = self.logits(y)
+        never = ops.where(ops.equal(ops.arange(self.vocab_size), PAD), decoding.NEG_INF, 0.0)
+        return logits + ops.cast(never, logits.dtype), states
 
     def prime(self, prompt_ids):
         """(states after all but the last token, the last token) of left-padded prompts
-        [B, P] (P >= 2; padding leaves the zero state as it is)."""
+        [B, P] (P >= 2; padding leaves the zero state as it is).
+
+        A loop of cell steps, not the LSTM layer over a mask: on a GPU, Keras's cuDNN path
+        accepts only right-padded masks (it fails on left padding and on empty rows)."""
         if not self.built:
             self.build()
-        prefix = prompt_ids[:, :-1]
-        _, states = self.forward(prefix, self.zero_state(ops.shape(prompt_ids)[0]), return_state=True,
-                                 mask=ops.not_equal(prefix, PAD))
+        zeros = ops.zeros((ops.shape(prompt_ids)[0], self.units), self.compute_dtype)
+
+        def body(i, states):
+            token = ops.take(prompt_ids, i, axis=1)
+            _, new = self._cells(token, states)
+            real = ops.expand_dims(ops.not_equal(token, PAD), -1)
+            return [[ops.where(real, n, o) for n, o in zip(pair_new, pair_old)]
+                    for pair_new, pair_old in zip(new, states)]
+
+        states = ops.fori_loop(0, ops.shape(prompt_ids)[1] - 1, body,
+                               [[zeros, zeros] for _ in range(self.num_layers)])
         return states, prompt_ids[:, -1]
 
     def sample(self, prompt_ids, max_length, seed, temperature, top_k, top_p, length=None):

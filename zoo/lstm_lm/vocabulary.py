@@ -11,9 +11,9 @@ Each vocabulary encodes in Python (`encode`, for the data pipeline) and in the g
 Example:
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "vocab.json")
-    >>> vocab = CharVocabulary.learn(["abc ab"], path)
-    >>> vocab.encode("cab").tolist(), vocab.decode([5, 3, 4])
-    ([5, 3, 4], 'cab')
+    >>> vocab = CharVocabulary.learn(["abc ab"], path)  # a=3, b=4, " "=5, c=6 (most frequent first)
+    >>> vocab.encode("cab").tolist(), vocab.decode([6, 3, 4])
+    ([6, 3, 4], 'cab')
 """
 
 import json
@@ -30,9 +30,9 @@ PAD, UNK, SEP = 0, 1, 2
 SPECIAL = 3
 CHAR_FILE = "vocab.json"
 SPM_FILE = "spm.model"
-# SentencePiece reads "sentences": the stream is handed over in pieces of at most this many
-# characters (its default limit is 4,192 bytes), cut after newlines where there are some.
-SPM_PIECE_CHARACTERS = 2000
+# SentencePiece learns from "sentences" of at most 4,192 bytes (longer ones it drops): the
+# training text is handed over cut after newlines and into pieces of at most this many bytes.
+SPM_PIECE_BYTES = 4000
 
 
 class CharVocabulary:
@@ -101,13 +101,24 @@ class CharVocabulary:
         return {"vocabulary_table": self._lookup()}
 
 
-# tensorflow-text's FastSentencepiece kernels read a newline as a space whatever the model
-# says; newlines travel as this private-use character instead (a piece of its own).
+# tensorflow-text's FastSentencepiece kernels read a newline, a tab or a carriage return as a
+# space whatever the model says (the sentencepiece library, with identity normalization, keeps
+# them): each travels as a private-use character instead, a piece of its own.
 NEWLINE = "\ue000"
+ESCAPES = {"\n": NEWLINE, "\t": "\ue001", "\r": "\ue002"}
+_ESCAPE = str.maketrans(ESCAPES)
+_UNESCAPE = str.maketrans({v: k for k, v in ESCAPES.items()})
+
+
+def _tf_translate(texts, table):
+    for old, new in table.items():
+        texts = tf.strings.regex_replace(texts, old, new)
+    return texts
 
 
 class SpmVocabulary:
-    """SentencePiece pieces learned from the training text; newline is a piece of its own."""
+    """SentencePiece pieces learned from the training text; newline, tab and carriage return
+    are pieces of their own."""
 
     kind = "spm"
 
@@ -119,8 +130,8 @@ class SpmVocabulary:
     @classmethod
     def learn(cls, texts, vocab_size, path):
         pieces = [piece for text in texts for piece in _pieces(text)]
-        spm.train([p.replace("\n", NEWLINE) for p in pieces], vocab_size, path, normalization="identity",
-                  user_symbols=(NEWLINE,),
+        spm.train([p.translate(_ESCAPE) for p in pieces], vocab_size, path, normalization="identity",
+                  user_symbols=tuple(ESCAPES.values()),
                   options={"add_dummy_prefix": False, "remove_extra_whitespaces": False})
         return cls(path)
 
@@ -129,25 +140,23 @@ class SpmVocabulary:
         return cls(path)
 
     def encode(self, text):
-        parts = self.processor.encode([p.replace("\n", NEWLINE) for p in _pieces(text)])
-        return np.asarray([i for part in parts for i in part], np.int32)
+        return np.asarray(self.processor.encode(text.translate(_ESCAPE)), np.int32)
 
     def decode(self, ids):
-        return self.processor.decode([int(i) for i in ids if i >= SPECIAL or i == UNK]).replace(NEWLINE, "\n")
+        return self.processor.decode([int(i) for i in ids if i >= SPECIAL or i == UNK]).translate(_UNESCAPE)
 
     def piece_lengths(self):
-        pieces = [self.processor.id_to_piece(i).replace("\u2581", " ").replace(NEWLINE, "\n")
-                  for i in range(self.size)]
+        pieces = [self.processor.id_to_piece(i).replace("\u2581", " ") for i in range(self.size)]
         lengths = [0 if self.processor.is_control(i) else len(p) for i, p in enumerate(pieces)]
         lengths[UNK] = 1
         return np.array(lengths, np.int32)
 
     def tf_encode(self, texts):
-        return tf.cast(self.tokenizer.tokenize(tf.strings.regex_replace(texts, "\n", NEWLINE)), tf.int32)
+        return tf.cast(self.tokenizer.tokenize(_tf_translate(texts, ESCAPES)), tf.int32)
 
     def tf_decode(self, ids):
         ids = tf.ragged.boolean_mask(ids, tf.logical_or(ids >= SPECIAL, ids == UNK))
-        return tf.strings.regex_replace(self.tokenizer.detokenize(ids), NEWLINE, "\n")
+        return _tf_translate(self.tokenizer.detokenize(ids), {v: k for k, v in ESCAPES.items()})
 
     def resources(self):
         return {"tokenizer": self.tokenizer}
@@ -158,11 +167,20 @@ def _codepoints(text):
 
 
 def _pieces(text):
-    """`text` in pieces of at most SPM_PIECE_CHARACTERS characters, cut after newlines."""
+    """`text` cut after newlines, and lines into pieces of at most SPM_PIECE_BYTES bytes."""
     out = []
-    for line in text.splitlines(keepends=True):
-        out += [line[i:i + SPM_PIECE_CHARACTERS] for i in range(0, len(line), SPM_PIECE_CHARACTERS)]
-    return out
+    for line in text.split("\n"):
+        piece, size = [], 0
+        for ch in line:
+            width = len(ch.encode("utf-8"))
+            if size + width > SPM_PIECE_BYTES:
+                out.append("".join(piece))
+                piece, size = [], 0
+            piece.append(ch)
+            size += width
+        out.append("".join(piece) + "\n")
+    out[-1] = out[-1][:-1]
+    return [p for p in out if p]
 
 
 def learn(kind, texts, vocab_size, assets_dir):

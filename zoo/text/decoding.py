@@ -91,7 +91,8 @@ def _take_rows(structure, rows):
 
 
 def _initial(batch, start_id):
-    """Step 0 and the first input tokens: `start_id` is one id for every row, or one per row."""
+    """Step 0 and the first input tokens: `start_id` is one id for every row, or one per row
+    (of the `batch` given: beam search's rows are batch x beams)."""
     return ops.convert_to_tensor(0, "int32"), ops.broadcast_to(ops.cast(start_id, "int32"), (batch,))
 
 
@@ -160,7 +161,8 @@ def sample(step, state, context, batch, max_length, start_id, end_id, pad_id=0, 
         # A token stays when the tokens ranked before it hold less than top_p (the first
         # always stays).
         before = ops.cumsum(probs, axis=-1) - probs
-        keep = ops.logical_and(ops.expand_dims(rank < k, 0), before < top_p)
+        keep = ops.logical_or(ops.logical_and(ops.expand_dims(rank < k, 0), before < top_p),
+                              ops.expand_dims(rank == 0, 0))
         kept = ops.where(keep, probs, 0.0)
         cumulative = ops.cumsum(kept, axis=-1)
         target = ops.expand_dims(uniform(seed, t, ops.shape(logits)[0], per_row), -1) * cumulative[:, -1:]
