@@ -22,7 +22,11 @@ Deviations from the recipe are listed in the result's "notes".
 import json
 import math
 import os
+import sys
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # benchmarks.peer_callbacks, when run as a script
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -40,7 +44,10 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("data", "/work/shared/data/text/tinyshakespeare_train.txt", "UTF-8 text file.")
+from benchmarks.peer_callbacks import TimeLimit  # noqa: E402
+
+flags.DEFINE_string("data", os.path.join(ROOT, "..", "shared", "data", "text", "tinyshakespeare_train.txt"),
+                    "UTF-8 text file.")
 flags.DEFINE_float("minutes", 10.0, "Training wall-time budget in minutes.")
 flags.DEFINE_float("validation_fraction", 0.1, "Fraction of the text (its end) held out.")
 flags.DEFINE_string("out", None, "Path of the JSON result file.")
@@ -99,26 +106,22 @@ def sample(preds, temperature=1.0):
     return np.argmax(probas)
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training (checked after every batch) once the wall-time budget is spent."""
+class TimeBudget(TimeLimit):
+    """`TimeLimit` over several `fit` calls, counting the steps and examples trained."""
 
     def __init__(self, t_start, budget_s, num_samples, batch_size):
-        super().__init__()
-        self.t_start, self.budget_s = t_start, budget_s
+        super().__init__(budget_s, start=t_start)
         self.num_samples, self.batch_size = num_samples, batch_size
         self.steps = 0
         self.samples = 0
         self.epochs_done = 0.0
-        self.spent = False
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
         done = min(self.batch_size, self.num_samples - batch * self.batch_size)
         self.samples += done
         self.epochs_done += done / self.num_samples
-        if time.perf_counter() - self.t_start >= self.budget_s:
-            self.spent = True
-            self.model.stop_training = True
+        super().on_train_batch_end(batch, logs)
 
 
 def main(argv):

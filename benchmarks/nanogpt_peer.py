@@ -26,13 +26,16 @@ import math
 import os
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 from absl import app, flags
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-flags.DEFINE_string("data", "/work/shared/data/text/tinyshakespeare_train.txt", "UTF-8 text file.")
+flags.DEFINE_string("data", os.path.join(ROOT, "..", "shared", "data", "text", "tinyshakespeare_train.txt"),
+                    "UTF-8 text file.")
 flags.DEFINE_float("minutes", 10.0, "Training wall-time budget in minutes.")
 flags.DEFINE_float("validation_fraction", 0.1, "Fraction of the text (its end) held out.")
 flags.DEFINE_string("out", None, "Path of the JSON result file.")

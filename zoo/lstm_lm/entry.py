@@ -76,6 +76,17 @@ def first_characters(documents, count):
     return out
 
 
+def token_nats(labels, logits):
+    """Each position's cross-entropy in nats [B, T], 0 where the label is padding."""
+    ce = token_cross_entropy(labels, keras.ops.cast(logits, "float32"))
+    return ce * keras.ops.cast(keras.ops.not_equal(labels, PAD), "float32")
+
+
+def _flat(states):
+    """[h, c] pairs per layer as one list [h_0, c_0, h_1, ...]."""
+    return [s for pair in states for s in pair]
+
+
 @registry.register("lstm_lm")
 class LstmLanguageModelEntry(ZooEntry):
     """A stacked-LSTM language model over characters or SentencePiece pieces, sampled with a
@@ -192,7 +203,7 @@ class LstmLanguageModelEntry(ZooEntry):
         width = self.config.sequence_length + 1
         ids = self.token_ids(source, split)
         if not training:
-            windows = max(1, (len(ids) - 1) // (width - 1) + (1 if (len(ids) - 1) % (width - 1) else 0))
+            windows = max(1, -(-(len(ids) - 1) // (width - 1)))  # the last one padded
             padded = np.full(windows * (width - 1) + 1, PAD, np.int32)
             padded[:len(ids)] = ids
             rows = np.stack([padded[k * (width - 1):k * (width - 1) + width] for k in range(windows)])
@@ -243,9 +254,8 @@ class LstmLanguageModelEntry(ZooEntry):
             model.write_state(batch["rows"], states)
         else:
             logits = model(inputs, training=training)
-        ce = token_cross_entropy(labels, keras.ops.cast(logits, "float32"))
-        mask = keras.ops.cast(keras.ops.not_equal(labels, PAD), "float32")
-        return keras.ops.sum(ce * mask, -1) / keras.ops.maximum(keras.ops.sum(mask, -1), 1.0)
+        tokens = keras.ops.sum(keras.ops.cast(keras.ops.not_equal(labels, PAD), "float32"), -1)
+        return keras.ops.sum(token_nats(labels, logits), -1) / keras.ops.maximum(tokens, 1.0)
 
     # Scoring.
     @functools.lru_cache(maxsize=None)
@@ -253,8 +263,7 @@ class LstmLanguageModelEntry(ZooEntry):
         @tf.function(reduce_retracing=True)
         def window(inputs, labels, states):
             logits, states = model(inputs, initial_state=states, return_state=True)
-            ce = token_cross_entropy(labels, tf.cast(logits, tf.float32))
-            return tf.reduce_sum(ce * tf.cast(labels != PAD, tf.float32)), states
+            return tf.reduce_sum(token_nats(labels, logits)), states
 
         return window
 
@@ -355,7 +364,8 @@ class LstmLanguageModelEntry(ZooEntry):
         """Continuations of a list of prompts (settings: max_length, temperature, top_k, top_p,
         seed; the config's by default)."""
         self.check_prompts(prompts)
-        fixed = {**self._settings(), **{k: tf.constant(v, self._settings()[k].dtype) for k, v in settings.items()}}
+        defaults = self._settings()
+        fixed = {**defaults, **{k: tf.constant(v, defaults[k].dtype) for k, v in settings.items()}}
         out = []
         for i in range(0, len(prompts), batch_size):
             texts = self._generate_fn(model)(tf.constant(prompts[i:i + batch_size]), **fixed)["continuations"]
@@ -372,10 +382,7 @@ class LstmLanguageModelEntry(ZooEntry):
             ids = self.vocab.tf_encode(texts)
             ids = tf.concat([tf.fill([ids.nrows(), 1], SEP), ids], axis=1).to_tensor(PAD)
             ids = tf.pad(ids, [[0, 0], [0, tf.maximum(0, 2 - tf.shape(ids)[1])]])  # empty texts: no zero-length run
-            labels = ids[:, 1:]
-            logits = model(ids[:, :-1])
-            ce = token_cross_entropy(labels, tf.cast(logits, tf.float32))
-            nats = tf.reduce_sum(ce * tf.cast(labels != PAD, tf.float32), axis=1)
+            nats = tf.reduce_sum(token_nats(ids[:, 1:], model(ids[:, :-1])), axis=1)
             characters = tf.strings.length(texts, unit="UTF8_CHAR")
             return {"bits_per_character": nats / math.log(2) / tf.cast(tf.maximum(characters, 1), tf.float32),
                     "nats": nats, "characters": characters}
@@ -424,22 +431,21 @@ class LstmLanguageModelEntry(ZooEntry):
         def step(token, state):
             states = [[state[:, 2 * i], state[:, 2 * i + 1]] for i in range(layers)]
             logits, states = model.decoding_step(token, 0, states, ())
-            return {"logits": tf.cast(logits, tf.float32), "state": tf.stack([s for pair in states for s in pair], 1)}
+            return {"logits": tf.cast(logits, tf.float32), "state": tf.stack(_flat(states), 1)}
 
         def encode_steps(texts):
             prompts = self.encode_prompts(tf.constant(texts), width)
             states, last = model.prime(prompts)
-            return {"token": last.numpy(), "state": tf.stack([s for pair in states for s in pair], 1).numpy()}
+            return {"token": last.numpy(), "state": tf.stack(_flat(states), 1).numpy()}
 
         score_width = c.sequence_length + 1
+        lengths = self.vocab.piece_lengths()
 
         @tf.function(input_signature=[tf.TensorSpec([1, score_width], tf.int32, name="ids")])
         def score_tokens(ids):
             labels = ids[:, 1:]
-            ce = token_cross_entropy(labels, tf.cast(model(ids[:, :-1]), tf.float32))
-            mask = tf.cast(labels != PAD, tf.float32)
-            return {"nats": tf.reduce_sum(ce * mask, axis=1),
-                    "characters": tf.reduce_sum(tf.gather(tf.constant(self.vocab.piece_lengths()), labels), axis=1)}
+            return {"nats": tf.reduce_sum(token_nats(labels, model(ids[:, :-1])), axis=1),
+                    "characters": tf.reduce_sum(tf.gather(tf.constant(lengths), labels), axis=1)}
 
         def encode_windows(texts):
             rows = np.full((len(texts), score_width), PAD, np.int32)
@@ -447,8 +453,6 @@ class LstmLanguageModelEntry(ZooEntry):
                 ids = np.concatenate([[SEP], self.vocab.encode(text)])[:score_width]
                 rows[i, :len(ids)] = ids
             return {"ids": rows}
-
-        lengths = self.vocab.piece_lengths()
 
         def next_token_bits(outputs, references):
             """Bits per character of each continuation's first token after its prompt."""
