@@ -5,7 +5,8 @@ Usage: python -m export.convert_child SAVED_MODEL SIGNATURE OUT.tflite OP_SETS Q
 
 OP_SETS is a comma-separated list of `tf.lite.OpsSet` names, plus CUSTOM to allow custom ops.
 QUANTIZE is none, float16, dynamic (int8 weights, float activations) or int8 (full integer,
-calibrated on the rows of REPRESENTATIVE.npz, one array per input name), or int8_ai_edge (the
+calibrated on the rows of REPRESENTATIVE.npz, one array per input name), each optionally
+prefixed `sparse_` (sparse weight storage; `sparse` alone: float32), or int8_ai_edge (the
 same with ai-edge-quantizer on the float model, for models whose loop the converter's
 calibration cannot run). FLOAT_NODES: regular
 expressions (joined by a tab) searched in tensor names whose ops int8 keeps in float
@@ -65,6 +66,19 @@ def main(saved_model, signature, out, op_sets, quantize="none", representative=N
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, s) for s in op_sets if s != "CUSTOM"]
     if quantize == "int8_ai_edge":
         return _ai_edge_int8(converter, signature, out, dict(np.load(representative, allow_pickle=True)))
+    if quantize.startswith("sparse"):
+        main(saved_model, signature, out, ",".join(op_sets), "none" if quantize == "sparse" else
+             quantize.removeprefix("sparse_"), representative, float_nodes)
+        # What `Optimize.EXPERIMENTAL_SPARSITY` runs after conversion (lite.py: `_mlir_sparsify`):
+        # pruned tensors stored as their non-zeros and indices. Run on the finished model, it also
+        # serves int8 models that selective quantization or ai-edge-quantizer wrote.
+        from tensorflow.lite.python.convert import mlir_sparsify
+
+        with open(out, "rb") as f:
+            model = mlir_sparsify(f.read())
+        with open(out, "wb") as f:
+            f.write(model)
+        return None
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":

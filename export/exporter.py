@@ -189,21 +189,24 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, expected, 
     """
     suffix = "" if quantize == "none" else f"_{quantize}"
     path = os.path.join(out_dir, "tflite", f"{entry.name}_{name}{suffix}.tflite")
+    base = tflite.base_quantization(quantize)
     representative = None
-    if quantize == "int8":
+    if base == "int8":
         representative = servable.encode(entry.training_inputs(source, REPRESENTATIVE_EXAMPLES))
     op_sets = tflite.convert(servable.fn, name, path, quantize, representative, int8_io, servable.int8_float_nodes)
     artifact = {"format": "tflite", "path": path, "signature": name, "quantization": quantize,
+                "sparse_storage": quantize.startswith("sparse"),
                 "op_sets": op_sets, "builtin_ops_only": set(op_sets) - {tflite.AI_EDGE_QUANTIZER} <= {tflite.BUILTINS, tflite.INT8},
                 "full_integer": (op_sets == [tflite.INT8] and not servable.int8_float_nodes
-                                 if quantize == "int8" else None),
-                "float_nodes": list(servable.int8_float_nodes) if quantize == "int8" else None,
+                                 if base == "int8" else None),
+                "float_nodes": list(servable.int8_float_nodes) if base == "int8" else None,
                 "parity": {"verified": False}}
     if checks.verify:
         artifact["parity"], artifact["latency_ms_batch1"] = _check_tflite(
-            entry, servable, path, name, inputs, references, expected, quantize, checks)
+            entry, servable, path, name, inputs, references, expected, base, checks)
     artifact["ops"] = tflite.op_names(path)
-    if quantize == "int8":  # where selective quantization leaves float ops, they show here
+    artifact["xnnpack"] = tflite.uses_xnnpack(path, name)
+    if base == "int8":  # where selective quantization leaves float ops, they show here
         artifact["op_output_types"] = tflite.op_output_types(path)
     # Custom kernels an app must register (builtin op names are upper case).
     artifact["custom_ops"] = [op for op in artifact["ops"] if op != op.upper()]
@@ -263,11 +266,14 @@ def _keras_latency(servable, inputs, count=20):
 
 
 def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None, num_checks=100,
-           quantize=("none",), int8_io=False, checks=Verification()):
+           quantize=("none",), int8_io=False, checks=Verification(), sparsity=None):
     """Exports what `entry.serving_functions(model)` declares under `workdir/export/`.
 
     Args:
-        quantize: TFLite variants among `none`, `float16`, `dynamic`, `int8`.
+        quantize: TFLite variants among `none`, `float16`, `dynamic`, `int8`, and `sparse`,
+            `sparse_dynamic`, `sparse_int8` (the same with sparse weight storage).
+        sparsity: for a pruned model, what the manifest reports under `sparsity` (the share
+            of zeros of each pruned tensor).
         int8_io: int8 inputs and outputs for the `int8` variant (float ones get quantized).
         num_checks: held-out examples every artifact is run on (and SavedModel warmup
             requests are drawn from).
@@ -295,6 +301,8 @@ def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None
         manifest = {"model": entry.name, **_training_record(workdir),
                     "keras_latency_ms_batch1": round(_keras_latency(servables["serving_default"], inputs), 3),
                     "artifacts": artifacts, "skipped": skipped}
+        if sparsity is not None:
+            manifest["sparsity"] = sparsity
         _publish(artifacts, stage, out_dir, entry.name)
     fileio.write_atomic(fileio.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2))
     return manifest
@@ -319,7 +327,7 @@ def _build(entry, model, servables, stage, formats, source, inputs, references, 
             continue
         row_expected = _row_outputs(servable, servable.encode(inputs)) if checks.verify else None
         for q in quantize:
-            if q not in servable.quantizations:
+            if tflite.base_quantization(q) not in servable.quantizations:
                 skipped.append({"signature": name, "quantization": q, "reason": servable.quantization_note})
                 print(f"[export] skipped {name} {q}: {servable.quantization_note}", flush=True)
                 continue

@@ -49,7 +49,16 @@ def freeze(fn, signature_name, directory):
 
 
 INT8 = "TFLITE_BUILTINS_INT8"
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+# `sparse*`: the same as `none`/`dynamic`/`int8`, with the converter's sparse weight storage
+# (`EXPERIMENTAL_SPARSITY`: a pruned tensor keeps only its non-zeros and their indices).
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "sparse", "sparse_dynamic", "sparse_int8")
+
+
+def base_quantization(quantize):
+    """The quantization of a variant without its sparse storage: `sparse_int8` -> `int8`."""
+    if quantize == "sparse":
+        return "none"
+    return quantize.removeprefix("sparse_")
 
 
 def convert(fn, signature_name, path, quantize="none", representative=None, int8_io=False, float_nodes=()):
@@ -66,20 +75,21 @@ def convert(fn, signature_name, path, quantize="none", representative=None, int8
         The op sets the model was converted with.
     """
     tmp = tempfile.mkdtemp(prefix="zoo-tflite-")
+    base = base_quantization(quantize)
     try:
         frozen_dir = os.path.join(tmp, "frozen")
         freeze(fn, signature_name, frozen_dir)
         out = os.path.join(tmp, "model.tflite")
-        args = [quantize if not (quantize == "int8" and int8_io) else "int8_io"]
-        if quantize == "int8":
+        args = [quantize + ("_io" if base == "int8" and int8_io else "")]
+        if base == "int8":
             np.savez(os.path.join(tmp, "representative.npz"), **representative)
             args += [os.path.join(tmp, "representative.npz"), "\t".join(float_nodes)]
-        attempts = [(INT8,), (INT8, BUILTINS)] if quantize == "int8" else [(BUILTINS,)]
+        attempts = [(INT8,), (INT8, BUILTINS)] if base == "int8" else [(BUILTINS,)]
         attempts = [(ops, args) for ops in attempts + [ops + (CUSTOM,) for ops in attempts]]
-        if quantize == "int8" and not int8_io:
+        if base == "int8" and not int8_io:
             # Last: ai-edge-quantizer on the float model (it quantizes a WHILE loop's body,
             # where the converter's calibration crashes); the model keeps float inputs/outputs.
-            attempts.append(((BUILTINS, AI_EDGE_QUANTIZER), ["int8_ai_edge", args[1]]))
+            attempts.append(((BUILTINS, AI_EDGE_QUANTIZER), [quantize.replace("int8", "int8_ai_edge"), args[1]]))
         for op_sets, child_args in attempts:
             proc = subprocess.run(
                 [sys.executable, "-m", "export.convert_child", frozen_dir, signature_name, out,
@@ -93,7 +103,7 @@ def convert(fn, signature_name, path, quantize="none", representative=None, int8
             how = (f"crashed with signal {-proc.returncode}" if proc.returncode < 0
                    else f"failed (exit {proc.returncode})")
             hint = ""
-            if quantize == "int8":
+            if base == "int8":
                 # Seen with TF 2.21: int8 calibration of a model with a WHILE decode loop dies
                 # with SIGSEGV; float16 and dynamic-range quantization of the same model work.
                 hint = (" Neither TF's int8 calibration nor ai-edge-quantizer could quantize this model "
@@ -148,13 +158,38 @@ def op_output_types(path):
     return counts
 
 
+def uses_xnnpack(path, signature):
+    """Whether the interpreter's default XNNPACK delegate takes the model at `path`: it refuses
+    sparse hybrid (`sparse_dynamic`) fully connected layers, which then run on TFLite's own
+    kernels (`signature_runner` falls back to them). Tried on one all-zero input."""
+    runner = interpreter(path).get_signature_runner(signature)
+    zeros = {name: np.zeros(d["shape"], d["dtype"]) for name, d in runner.get_input_details().items()}
+    try:
+        runner(**zeros)
+        return True
+    except RuntimeError as e:
+        if "XNNPack" not in str(e):
+            raise
+        return False
+
+
+def signature_runner(path, signature):
+    """A signature runner of the model at `path`, on XNNPACK where it takes the model."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    if uses_xnnpack(path, signature):
+        return interpreter(path).get_signature_runner(signature)
+    return interpreter(path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                       ).get_signature_runner(signature)
+
+
 def run_rows(path, signature, inputs):
     """Runs a batch-1 TFLite signature over each row of `inputs` (dict of arrays).
 
     Returns:
         (dict of output name to the rows' outputs stacked, median milliseconds per row).
     """
-    runner = interpreter(path).get_signature_runner(signature)
+    runner = signature_runner(path, signature)
     in_details, out_details = runner.get_input_details(), runner.get_output_details()
     # Integer inputs/outputs of a float signal (--int8_io): quantize on the way in,
     # dequantize on the way out, with the model's own scale and zero point.

@@ -43,6 +43,21 @@ class TrainerConfig:
         early_stopping_mode: "min", "max", or "auto" (the task metric's own direction; else
             min for names containing "loss" or "distance").
         early_stopping_patience: evaluations without improvement before training stops.
+        teacher: a trained workdir of the same model and task (`--teacher=WORKDIR`) whose
+            predictions the model also learns from (knowledge distillation); "" : none.
+        distill_alpha: the task loss's weight; the distillation term gets `1 - alpha`.
+        distill_temperature: `T`: both models' logits are divided by it before the KL
+            divergence, which is multiplied by `T^2` (Hinton et al. 2015).
+        prune_sparsity: share of each pruned weight tensor set to zero by the end of pruning
+            (0: no pruning); gradual magnitude pruning (`trainers/pruning.py`).
+        prune_begin_step, prune_end_step: where the sparsity rises from 0 to `prune_sparsity`
+            (Zhu and Gupta's cubic schedule); an end of 0 means two thirds of the planned steps.
+        prune_frequency: steps between mask updates.
+        prune_variables: comma-separated regular expressions searched in the paths of the
+            trainable weights to prune (default: dense, convolution and LSTM kernels; add
+            `embeddings$` to prune embedding tables too).
+        prune_structure: "unstructured", or "2:4" (2 of every 4 consecutive input weights
+            kept; needs `prune_sparsity=0.5`).
     """
 
     steps: int = 0
@@ -68,3 +83,12 @@ class TrainerConfig:
     early_stopping_metric: str = ""
     early_stopping_mode: str = "auto"
     early_stopping_patience: int = 3
+    teacher: str = ""
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
+    prune_sparsity: float = 0.0
+    prune_begin_step: int = 0
+    prune_end_step: int = 0
+    prune_frequency: int = 100
+    prune_variables: str = r"(^|/)(recurrent_)?kernel$"
+    prune_structure: str = "unstructured"

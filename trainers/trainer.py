@@ -13,6 +13,7 @@ saves its input position beside the model checkpoint and a resumed run continues
 exactly. The cost: each worker tokenizes the whole global batch, cheap beside the model step.
 """
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -27,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainers import curves
+from trainers import curves, distillation, pruning
 from trainers.config import TrainerConfig
 from trainers.schedules import WarmupDecay
 from trainers.strategy import is_chief, worker_id
@@ -114,6 +115,12 @@ class Trainer:
             self.model = entry.build_model()
             self.model.build()
             self.phases = entry.phases(self.model)
+            # Validation reports the task loss, also when training adds a teacher's term.
+            self._task_loss = self.phases[0].loss
+            self.teacher = None
+            if c.teacher:
+                self.teacher = distillation.Teacher(entry, c)
+                self.phases[0] = dataclasses.replace(self.phases[0], loss=self.teacher.loss)
             # Where the learning-rate decay ends: the planned total, or the steps that fit a
             # time budget (moved during training, agreed by all workers; see `train`).
             self.planned_steps = tf.Variable(self.total_steps or 1, dtype=tf.int64, trainable=False,
@@ -122,6 +129,7 @@ class Trainer:
             for phase, optimizer in zip(self.phases, self.optimizers):
                 optimizer.build(phase.variables(self.model))
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.pruner = pruning.Pruner(self.model, c, self.planned_steps, self.strategy) if c.prune_sparsity else None
             # Early stopping's state lives in the checkpoint: a resumed run counts the
             # evaluations since its checkpoint once, as a run never interrupted did.
             self.early_stopping = tf.train.Checkpoint(
@@ -162,8 +170,10 @@ class Trainer:
                             f"{self.total_steps:,} steps ({how})")
 
     # Checkpoints.
-    def _checkpoint(self, early_stopping=True, model_state=True):
+    def _checkpoint(self, early_stopping=True, model_state=True, pruning_masks=True):
         objects = {f"optimizer_{p.name}": o for p, o in zip(self.phases, self.optimizers)}
+        if self.pruner is not None and pruning_masks:  # outside the model: exports leave them out
+            objects["pruning_masks"] = self.pruner.masks
         if early_stopping:  # not in checkpoints written before 2026-11-27
             objects["early_stopping"] = self.early_stopping
         if model_state:  # not in checkpoints written before 2026-11-28
@@ -191,7 +201,8 @@ class Trainer:
         # folder first, which filesystems that know no folders, such as ram://, answer wrongly).
         stored = {name.split("/")[0] for name in tf.compat.v1.train.NewCheckpointReader(latest).get_variable_to_shape_map()}
         try:
-            status = self._checkpoint("early_stopping" in stored, "model_state" in stored).restore(
+            status = self._checkpoint("early_stopping" in stored, "model_state" in stored,
+                                      "pruning_masks" in stored).restore(
                 latest).assert_existing_objects_matched()
             if iterator is None:  # evaluate/predict/export: the optimizers' slots are not needed
                 status.expect_partial()
@@ -298,6 +309,8 @@ class Trainer:
                     replica_step, args=(self._distribute(next(iterator)), self._stop_flag.read_value()))
                 losses = self.strategy.reduce(tf.distribute.ReduceOp.SUM, step_losses, axis=None)
                 done += 1
+                if self.pruner is not None:
+                    self.pruner.after_step(self.step + done)
                 non_finite_at = tf.where(
                     tf.logical_and(non_finite_at == 0, tf.logical_not(tf.reduce_all(tf.math.is_finite(losses)))),
                     done, non_finite_at)
@@ -337,7 +350,7 @@ class Trainer:
             # reduce_retracing: batches cut to their longest example (`static_shapes` False)
             # come in several shapes; one trace with unknown lengths serves them all.
             self._validation_loss_fn = tf.function(
-                lambda batch: self.phases[0].loss(self.model, batch, training=False), reduce_retracing=True)
+                lambda batch: self._task_loss(self.model, batch, training=False), reduce_retracing=True)
         total, count = 0.0, 0
         for batch in self.entry.dataset(source, "validation", self.config.batch_size, training=False):
             per_example = np.asarray(self._validation_loss_fn(batch), dtype=np.float64)
@@ -347,6 +360,8 @@ class Trainer:
 
     def evaluate(self, source):
         metrics = {"val_loss": self.validation_loss(source)}
+        if self.pruner is not None:
+            metrics["sparsity"] = self.pruner.sparsity()
         metrics.update(self.entry.evaluate(self.model, source, "validation"))
         return metrics
 
@@ -443,6 +458,10 @@ class Trainer:
             _log(f"Resumed from {resumed} at step {start}.")
         if not c.max_seconds:  # a resumed run may have been given more --steps
             self.planned_steps.assign(total)
+        if self.teacher is not None:
+            _log(distillation.describe(self.teacher))
+        if self.pruner is not None:
+            _log(f"Pruning: {self.pruner.describe()}.")
         _log(f"Training length: {self.length_note}"
              + (f"; the schedule is fitted to --config max_seconds={c.max_seconds:g}." if c.max_seconds else "."))
         train_steps = self._make_train_function()

@@ -36,6 +36,10 @@ def _define_train(fv):
     flags.DEFINE_string("init_from", None, "A workdir whose pretrained weights and vocabulary training starts "
                         "from (same --preset): bert_classifier from bert_mlm, t5 from t5_pretrain.",
                         flag_values=fv)
+    flags.DEFINE_string("teacher", None, "A trained workdir of the same model and task whose predictions the "
+                        "model also learns from (knowledge distillation; --config distill_alpha=, "
+                        "distill_temperature=). The student takes the teacher's vocabulary and labels.",
+                        flag_values=fv)
     flags.DEFINE_bool("skip_bad_rows", False, "Leave out bad data rows (empty text, missing or unknown label) "
                       "and report how many, instead of failing on the first one.", flag_values=fv)
     flags.DEFINE_integer("steps", None, "Total training steps (wins over --epochs).", lower_bound=1, flag_values=fv)
@@ -62,7 +66,8 @@ def _define_export(fv):
                       "WORKDIR/export: saved_model (TF Serving layout), keras (.keras file), tflite.",
                       flag_values=fv)
     flags.DEFINE_list("quantize", ["none"], "TFLite variants: none (float32), float16, dynamic (int8 "
-                      "weights), int8 (full integer, calibrated on training inputs).", flag_values=fv)
+                      "weights), int8 (full integer, calibrated on training inputs); for pruned models also "
+                      "sparse, sparse_dynamic and sparse_int8 (zeros left out of the file).", flag_values=fv)
     flags.DEFINE_bool("int8_io", False, "int8 inputs and outputs for the int8 variant (Edge TPU).", flag_values=fv)
     flags.DEFINE_bool("verify", True, "Run every artifact on --num_checks held-out examples and compare it "
                       "with the Keras model (SavedModel in a fresh process); a failed check removes the artifact "
@@ -90,6 +95,8 @@ def _train(fv, args):
     overrides = list(fv.config)
     if fv.init_from:
         overrides.append(f"init_from={fileio.absolute(fv.init_from)}")
+    if fv.teacher:
+        overrides.append(f"teacher={fileio.absolute(fv.teacher)}")
     if fv.skip_bad_rows:
         overrides.append("skip_bad_rows=true")
     result = commands.train(fv.model, fv.workdir, data=fv.data, preset=fv.preset, steps=fv.steps,

@@ -11,6 +11,8 @@ Example:
 import dataclasses
 import time
 
+import numpy as np
+
 from trainers import Trainer, TrainerConfig
 from trainers.strategy import is_chief, make_strategy
 from zoo import fileio, registry, sources, workdir as workdirs
@@ -49,7 +51,12 @@ def train(model, workdir, data=None, preset="small", steps=None, epochs=None, ba
                 f"--workdir={workdir} was trained with other model settings; model --config keys "
                 f"cannot change on resume (use a new --workdir)."
             )
+        stored_teacher = trainer_config.teacher
         trainer_config = apply_overrides([trainer_config], [o for o in overrides if not _is_model_key(cls, o)])[0]
+        if trainer_config.teacher != stored_teacher:
+            raise workdirs.WorkdirError(
+                f"--teacher={trainer_config.teacher or '(none)'}: --workdir={workdir} was trained with "
+                f"--teacher={stored_teacher or '(none)'}; the teacher cannot change on resume (use a new --workdir).")
         preset = record["preset"]
     else:
         model_config, trainer_config = initial_configs(cls, preset, overrides)
@@ -67,6 +74,8 @@ def train(model, workdir, data=None, preset="small", steps=None, epochs=None, ba
     entry = cls(model_config, workdir)
     if workdirs.exists(workdir):
         entry.load_assets()
+    elif is_chief(strategy) and trainer_config.teacher:
+        _take_teacher_assets(entry, trainer_config.teacher, source)
     elif is_chief(strategy):
         entry.prepare(source)
     else:
@@ -78,6 +87,17 @@ def train(model, workdir, data=None, preset="small", steps=None, epochs=None, ba
         workdirs.write(workdir, model, preset, data, model_config, trainer_config)
     trainer = Trainer(entry, trainer_config, workdir, strategy=strategy, source=source)
     return trainer.train(source, evaluate=evaluate)
+
+
+def _take_teacher_assets(entry, teacher, source):
+    """A distilled student reads its inputs and predicts its outputs as the teacher does: it
+    takes the teacher's assets (vocabularies, labels) instead of learning its own."""
+    from trainers import distillation
+
+    distillation.check_teacher(teacher, type(entry), entry.config)
+    fileio.copy_tree(fileio.join(teacher, "assets"), entry.assets_dir)
+    entry.load_assets()
+    entry.check_teacher_data(source, teacher)
 
 
 def initial_configs(cls, preset, overrides=()):
@@ -108,7 +128,8 @@ def restore(workdir):
     entry.load_assets()
     # Serve and evaluate in float32, whatever precision the model trained in (its variables
     # are float32 either way).
-    trainer = Trainer(entry, dataclasses.replace(trainer_config, mixed_precision=""), workdir)
+    # The teacher of a distilled model is not needed to serve or evaluate it.
+    trainer = Trainer(entry, dataclasses.replace(trainer_config, mixed_precision="", teacher=""), workdir)
     if trainer.restore() is None:
         raise workdirs.WorkdirError(
             f"--workdir={workdir}: no checkpoint in {trainer.checkpoint_dir}; train first."
@@ -142,4 +163,20 @@ def export(workdir, formats=("saved_model", "tflite"), num_checks=100, quantize=
     entry, trainer, source = restore(workdir)
     checks = exporter.Verification(verify, max_abs_diff, max_metric_drop)
     return exporter.export(entry, trainer.model, workdir, formats, source, num_checks=num_checks,
-                           quantize=quantize, int8_io=int8_io, checks=checks)
+                           quantize=quantize, int8_io=int8_io, checks=checks, sparsity=sparsity_report(trainer))
+
+
+def sparsity_report(trainer):
+    """What a pruned model's manifest says of its sparsity (None when it was not pruned)."""
+    c = trainer.config
+    if not c.prune_sparsity:
+        return None
+    from trainers import pruning
+
+    tensors = pruning.sparsity_of(trainer.model, c.prune_variables, c.prune_structure)
+    sizes = {v.path: int(np.prod(v.shape)) for v in pruning.select(trainer.model, c.prune_variables, c.prune_structure)}
+    overall = sum(tensors[p] * sizes[p] for p in tensors) / max(sum(sizes.values()), 1)
+    total = sum(int(np.prod(v.shape)) for v in trainer.model.weights)
+    return {"target": c.prune_sparsity, "structure": c.prune_structure, "variables": c.prune_variables,
+            "pruned": round(overall, 4), "pruned_parameters": sum(sizes.values()), "all_parameters": total,
+            "tensors": tensors}

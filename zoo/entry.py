@@ -181,7 +181,28 @@ class ZooEntry:
         """
 
     def loss(self, model, batch, training):
+        """The task loss of each example `[batch]` (`Phase.loss`)."""
+        return self.loss_and_logits(model, batch, training)[0]
+
+    # Knowledge distillation (`--teacher`): entries whose model predicts a distribution over
+    # classes or tokens implement `loss_and_logits`, which `loss` then reads.
+    def loss_and_logits(self, model, batch, training):
+        """`(per_example_loss, logits, mask)`: the task loss of each example, the logits it came
+        from (`[batch, classes]`, or `[batch, positions, vocabulary]` for token models), and
+        for token models which positions count (`[batch, positions]` of 0/1; None otherwise)."""
         raise NotImplementedError
+
+    @classmethod
+    def distillable(cls):
+        return cls.loss_and_logits is not ZooEntry.loss_and_logits
+
+    # Config fields a teacher and its student must share: the student takes the teacher's
+    # assets (vocabularies, labels), and these fields say how the assets are read.
+    teacher_keys = ()
+
+    def check_teacher_data(self, source, teacher_workdir):
+        """Raises `ConfigError` when the training data asks for other outputs than the
+        teacher's assets (now the student's) know, e.g. other labels. Nothing by default."""
 
     def phases(self, model):
         """The training phases; one phase over all trainable variables by default."""

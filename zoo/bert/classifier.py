@@ -87,6 +87,7 @@ class BertClassifier(BertTextEntry):
     config_class = BertClassifierConfig
     default_data = "builtin:reviews"  # generated; users bring their own (CSV/TSV/JSONL/folder/TFDS)
     requires_labels = True
+    teacher_keys = ("lowercase",)
     task_metric = "accuracy"  # in percentage points
     validation_metric = ("accuracy", "max")
     training_length = TrainingLength(steps=2000, min_epochs=1, max_epochs=20)
@@ -210,10 +211,21 @@ class BertClassifier(BertTextEntry):
     def _inputs(batch):
         return {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")}
 
-    def loss(self, model, batch, training):
+    def loss_and_logits(self, model, batch, training):
         logits = keras.ops.cast(model(self._inputs(batch), training=training), "float32")
         ce = token_cross_entropy(batch["labels"], logits, self.config.label_smoothing if training else 0.0)
-        return ce * keras.ops.take(keras.ops.convert_to_tensor(self.class_weight), batch["labels"])
+        return ce * keras.ops.take(keras.ops.convert_to_tensor(self.class_weight), batch["labels"]), logits, None
+
+    def check_teacher_data(self, source, teacher_workdir):
+        teacher_labels, self.label_names = self.label_names, None
+        try:
+            found = _sorted_labels(e.label for e in self.examples(source, "train"))
+        finally:
+            self.label_names = teacher_labels
+        unknown = sorted(set(found) - set(teacher_labels))
+        if unknown:
+            raise ConfigError(f"--teacher={teacher_workdir} predicts the labels {teacher_labels}; --data={source} "
+                              f"has {found} ({unknown} unknown to it): a teacher must be trained for the same labels.")
 
     # Results.
     def _probabilities(self, model, token_ids):

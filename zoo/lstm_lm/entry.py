@@ -15,7 +15,7 @@ from zoo.entry import Servable, TrainingLength, ZooEntry
 from zoo.lstm_lm import vocabulary
 from zoo.lstm_lm.config import LstmLmConfig
 from zoo.lstm_lm.model import PAD, SEP, LstmLanguageModel
-from zoo.text.losses import token_cross_entropy
+from zoo.text.losses import masked_mean, token_cross_entropy
 
 # Streams the validation text is cut into to be scored in one batch (each carries its state
 # over the whole of its part).
@@ -106,6 +106,7 @@ class LstmLanguageModelEntry(ZooEntry):
     """
 
     description = "Stacked-LSTM language model (characters or SentencePiece); bits per character, sampling."
+    teacher_keys = ("vocabulary",)
     config_class = LstmLmConfig
     default_data = "builtin:dates"
     validation_metric = ("bits_per_character", "min")
@@ -244,8 +245,11 @@ class LstmLanguageModelEntry(ZooEntry):
                                  dropout=c.dropout, embedding_dropout=c.embedding_dropout,
                                  tie_embeddings=c.tie_embeddings, carry_rows=carry, name="lstm_lm")
 
-    def loss(self, model, batch, training):
-        """Mean next-token cross-entropy (nats) of each window, padding excluded."""
+    def loss_and_logits(self, model, batch, training):
+        """Mean next-token cross-entropy (nats) of each window, padding excluded, with the
+        logits and the mask of the predicted positions. Only training carries the state
+        over windows (a distillation teacher, called with `training=False`, starts each
+        window afresh)."""
         ids = batch["ids"]
         inputs, labels = ids[:, :-1], ids[:, 1:]
         if training and "rows" in batch and model.carried:
@@ -254,8 +258,8 @@ class LstmLanguageModelEntry(ZooEntry):
             model.write_state(batch["rows"], states)
         else:
             logits = model(inputs, training=training)
-        tokens = keras.ops.sum(keras.ops.cast(keras.ops.not_equal(labels, PAD), "float32"), -1)
-        return keras.ops.sum(token_nats(labels, logits), -1) / keras.ops.maximum(tokens, 1.0)
+        mask = keras.ops.cast(keras.ops.not_equal(labels, PAD), "float32")
+        return masked_mean(token_nats(labels, logits), mask), keras.ops.cast(logits, "float32"), mask
 
     # Scoring.
     @functools.lru_cache(maxsize=None)

@@ -19,7 +19,7 @@ from zoo.entry import Servable, TrainingLength, ZooEntry
 from zoo.t5 import model as t5
 from zoo.t5.config import ARCHITECTURE, T5Config
 from zoo.text import labelled, metrics, slots, spm
-from zoo.text.losses import token_cross_entropy
+from zoo.text.losses import masked_mean, token_cross_entropy
 
 VOCABULARY = "spm.model"
 SENTINELS = 100
@@ -286,15 +286,15 @@ class T5TextToText(ZooEntry):
             pretrained = keras_hub.models.T5Backbone.from_preset(self.config.preset_dir)
             copy_backbone(pretrained, model.backbone, BACKBONE_KEYS, f"--preset={self.config.preset_dir}")
 
-    def loss(self, model, batch, training):
+    def loss_and_logits(self, model, batch, training):
         """Mean token cross-entropy of each example, padding excluded (label-smoothed when
-        training)."""
+        training), with the logits and the mask of the target positions."""
         inputs = t5.model_inputs(batch["inputs"], batch["decoder"], batch["labels"])
         logits = t5.logits(model, inputs, training=training)
         labels = batch["labels"]
         mask = keras.ops.cast(keras.ops.not_equal(labels, t5.PAD), logits.dtype)
         ce = token_cross_entropy(labels, logits, self.config.label_smoothing if training else 0.0)
-        return keras.ops.sum(ce * mask, -1) / keras.ops.maximum(keras.ops.sum(mask, -1), 1.0)
+        return masked_mean(ce, mask), logits, mask
 
     # Generation.
     def generate_ids(self, model, input_ids, method=None, seed=None, temperature=None, top_k=None, top_p=None):

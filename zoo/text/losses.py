@@ -27,3 +27,9 @@ def token_cross_entropy(labels, logits, label_smoothing=0.0):
     if not label_smoothing:
         return nll
     return (1.0 - label_smoothing) * nll - label_smoothing * ops.mean(log_probs, axis=-1)
+
+
+def masked_mean(values, mask):
+    """The mean of `values` [B, T] over the positions where `mask` [B, T] is 1, per example [B]
+    (0 for an example with no position)."""
+    return ops.sum(values * mask, -1) / ops.maximum(ops.sum(mask, -1), 1.0)

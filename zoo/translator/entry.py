@@ -12,7 +12,7 @@ from zoo import fileio, registry, sources, workdir as workdirs
 from zoo.datasets import dates
 from zoo.entry import Servable, TrainingLength, ZooEntry
 from zoo.text import spm
-from zoo.text.losses import token_cross_entropy
+from zoo.text.losses import masked_mean, token_cross_entropy
 from zoo.translator.config import TranslatorConfig
 from zoo.translator.model import BOS, EOS, PAD, Seq2SeqTranslator
 
@@ -204,15 +204,15 @@ class Translator(ZooEntry):
             name="translator",
         )
 
-    def loss(self, model, batch, training):
+    def loss_and_logits(self, model, batch, training):
         """Mean token cross-entropy of each example, padding excluded (label-smoothed when
-        training)."""
+        training), with the logits and the mask of the target positions."""
         logits = model({"source": batch["source"], "target_in": batch["target_in"]}, training=training)
         logits = keras.ops.cast(logits, "float32")  # the loss in float32 under mixed precision
         labels = batch["labels"]
         mask = keras.ops.cast(keras.ops.not_equal(labels, PAD), logits.dtype)
         ce = token_cross_entropy(labels, logits, self.config.label_smoothing if training else 0.0)
-        return keras.ops.sum(ce * mask, -1) / keras.ops.maximum(keras.ops.sum(mask, -1), 1.0)
+        return masked_mean(ce, mask), logits, mask
 
     # Decoding.
     def decode_ids(self, model, ids, method=None):

@@ -1,0 +1,151 @@
+"""Knowledge distillation in the trainer (`trainers/distillation.py`, `--teacher`)."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import toy_entry
+from helpers import mirrored, zoo_cli
+from trainers import Trainer, TrainerConfig, distillation
+from zoo import commands, sources
+from zoo import workdir as workdirs
+from zoo.config import ConfigError
+
+
+def test_kl_against_a_hand_computed_case_and_keras_distillation():
+    teacher = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], "float32")
+    student = np.array([[0.0, 1.0, 0.0], [1.0, -1.0, 2.0]], "float32")
+    temperature = 2.0
+
+    def softmax(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    p, q = softmax(teacher / temperature), softmax(student / temperature)
+    want = temperature ** 2 * (p * np.log(p / q)).sum(-1)
+    got = np.asarray(distillation.kl_per_example(teacher, student, temperature))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # keras.distillation's LogitsDistillation is the batch mean of the same quantity (given a
+    # KLDivergence instance: Keras 3.15's default, the string "kl_divergence", skips its softmax).
+    reference = keras.distillation.LogitsDistillation(
+        temperature=temperature, loss=keras.losses.KLDivergence()).compute_loss(teacher, student)
+    np.testing.assert_allclose(got.mean(), float(reference), rtol=1e-4)
+    # Token logits: the mean over each example's unmasked positions only.
+    tokens_t, tokens_s = np.stack([teacher, teacher]), np.stack([student, student[::-1]])
+    mask = np.array([[1, 0], [0, 1]], "float32")
+    got = np.asarray(distillation.kl_per_example(tokens_t, tokens_s, temperature, mask))
+    np.testing.assert_allclose(got, [want[0], temperature ** 2 * (p[1] * np.log(p[1] / softmax(student[0] / 2)[None])).sum()],
+                               rtol=1e-5)
+
+
+def _teacher(tmp_path):
+    path = str(tmp_path / "teacher")
+    if not workdirs.exists(path):
+        commands.train("bert_classifier", path, preset="tiny", steps=4, batch_size=8, evaluate=False,
+                       overrides=["checkpoint_every=100"])
+    return path
+
+
+def _student_trainer(teacher, workdir, strategy=None, steps=4, alpha=0.3):
+    cls = commands.registry.get("bert_classifier")
+    config = cls.preset("tiny")
+    config.num_layers = 1
+    entry = cls(config, str(workdir))
+    source = sources.parse("builtin:reviews")
+    if not teacher:
+        entry.prepare(source)
+    elif not os.path.exists(os.path.join(str(workdir), "assets")):
+        commands._take_teacher_assets(entry, teacher, source)
+    else:
+        entry.load_assets()
+    trainer_config = TrainerConfig(steps=steps, batch_size=8, log_every=1, checkpoint_every=100, clipnorm=0.0,
+                                   teacher=teacher, distill_alpha=alpha, distill_temperature=3.0)
+    return Trainer(entry, trainer_config, str(workdir), strategy=strategy), source
+
+
+def test_the_distilled_loss_is_alpha_task_plus_teacher_kl(tmp_path):
+    teacher = _teacher(tmp_path)
+    trainer, source = _student_trainer(teacher, tmp_path / "student")
+    batch = next(iter(trainer.entry.dataset(source, "train", 8, training=True)))
+    task, logits, _ = trainer.entry.loss_and_logits(trainer.model, batch, False)
+    _, teacher_logits, _ = trainer.teacher.entry.loss_and_logits(trainer.teacher.model, batch, False)
+    assert not np.allclose(np.asarray(logits), np.asarray(teacher_logits))
+    kl = distillation.kl_per_example(teacher_logits, logits, 3.0)
+    # The tiny preset has no dropout, so training=True computes the same forward pass.
+    got = np.asarray(trainer.phases[0].loss(trainer.model, batch, training=True))
+    np.testing.assert_allclose(got, 0.3 * np.asarray(task) + 0.7 * np.asarray(kl), rtol=1e-5)
+    # Validation reports the task loss alone.
+    assert trainer.validation_loss(source) == pytest.approx(
+        float(np.mean([np.asarray(trainer.entry.loss(trainer.model, b, False)).mean()
+                       for b in trainer.entry.dataset(source, "validation", 8, training=False)])), rel=0.05)
+
+
+def test_distillation_resumes_exactly_mirrored_equals_one_device_and_keeps_the_teacher_out(tmp_path):
+    teacher = _teacher(tmp_path)
+    teacher_weights = [np.asarray(w) for w in workdirs.pretrained_model(
+        teacher, *workdirs.read(teacher)[0:3:2])[0].weights]
+    straight, source = _student_trainer(teacher, tmp_path / "straight")
+    straight.train(source, evaluate=False)
+    first, _ = _student_trainer(teacher, tmp_path / "resumed", steps=2)
+    first.train(source, evaluate=False)
+    resumed, _ = _student_trainer(teacher, tmp_path / "resumed")
+    resumed.train(source, evaluate=False)
+    for a, b in zip(straight.model.weights, resumed.model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    two, _ = _student_trainer(teacher, tmp_path / "mirrored", strategy=mirrored())
+    two.train(source, evaluate=False)
+    for a, b in zip(straight.model.weights, two.model.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5, err_msg=a.path)
+    # The teacher stayed frozen and is not in the student's checkpoint.
+    for a, b in zip(teacher_weights, straight.teacher.model.weights):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    alone, _ = _student_trainer("", tmp_path / "alone", steps=1)
+    alone.train(source, evaluate=False)
+
+    def stored(name):
+        return sorted(tf.train.list_variables(tf.train.latest_checkpoint(str(tmp_path / name / "checkpoints"))))
+
+    assert stored("straight") == stored("alone")
+    assert straight.teacher.model.count_params() > straight.model.count_params()
+
+
+def test_a_teacher_of_another_task_is_refused_naming_both(tmp_path):
+    toy_entry.register()
+    toy = str(tmp_path / "toy")
+    commands.train(toy_entry.NAME, toy, preset="tiny", steps=1, batch_size=8, evaluate=False)
+    with pytest.raises(ConfigError, match=r"--teacher=.*toy holds a 'toy_two_phase' model; the student is a "
+                                          r"'bert_classifier'"):
+        commands.train("bert_classifier", str(tmp_path / "s1"), preset="tiny", steps=1, batch_size=8,
+                       overrides=[f"teacher={toy}"])
+    with pytest.raises(ConfigError, match="'toy_two_phase' predicts no class or token distribution"):
+        commands.train(toy_entry.NAME, str(tmp_path / "s2"), preset="tiny", steps=1, overrides=[f"teacher={toy}"])
+    teacher = _teacher(tmp_path)  # trained on builtin:reviews: negative, neutral, positive
+    data = tmp_path / "other.csv"
+    data.write_text("text,label\n" + "a fine day,sunny\nrain again,rainy\n" * 20)
+    with pytest.raises(ConfigError, match=r"predicts the labels \['negative', 'neutral', 'positive'\]; "
+                                          r"--data=.*other.csv has \['rainy', 'sunny'\]"):
+        commands.train("bert_classifier", str(tmp_path / "s3"), data=str(data), preset="tiny", steps=1,
+                       overrides=[f"teacher={teacher}"])
+    with pytest.raises(ConfigError, match="trained with lowercase=True, the student has False"):
+        commands.train("bert_classifier", str(tmp_path / "s4"), preset="tiny", steps=1,
+                       overrides=[f"teacher={teacher}", "lowercase=false"])
+
+
+@pytest.mark.slow
+def test_cli_teacher_flag_and_resume_with_another_teacher(tmp_path):
+    teacher = _teacher(tmp_path)
+    student = str(tmp_path / "student")
+    zoo_cli("train", "--model=bert_classifier", f"--workdir={student}", "--preset=tiny", "--steps=2",
+            "--batch_size=8", f"--teacher={teacher}", "--config=num_layers=1", "--config=eval_examples=16")
+    assert workdirs.read(student)[3].teacher == os.path.abspath(teacher)
+    with open(os.path.join(teacher, "assets", "vocab.txt")) as a, open(os.path.join(student, "assets", "vocab.txt")) as b:
+        assert a.read() == b.read()
+    proc = zoo_cli("train", "--model=bert_classifier", f"--workdir={student}", "--steps=3",
+                   f"--teacher={tmp_path}", check=False)
+    assert proc.returncode != 0 and "the teacher cannot change on resume" in proc.stderr
+    # Serving and evaluating the student need no teacher.
+    os.rename(teacher, teacher + ".moved")
+    assert "accuracy" in commands.evaluate(student)
