@@ -149,3 +149,34 @@ def test_cli_teacher_flag_and_resume_with_another_teacher(tmp_path):
     # Serving and evaluating the student need no teacher.
     os.rename(teacher, teacher + ".moved")
     assert "accuracy" in commands.evaluate(student)
+
+
+@pytest.mark.parametrize("name", ["translator", "lstm_lm", "t5"])
+def test_token_models_distill_per_position(name, tmp_path):
+    """Token models distill over the vocabulary at each target position, padding left out."""
+    from zoo import registry
+
+    cls = registry.get(name)
+    teacher = str(tmp_path / "teacher")
+    commands.train(name, teacher, preset="tiny", steps=2, batch_size=8, evaluate=False)
+    entry = cls(cls.preset("tiny"), str(tmp_path / "student"))
+    source = sources.parse(cls.default_data)
+    commands._take_teacher_assets(entry, teacher, source)
+    config = TrainerConfig(steps=2, batch_size=8, log_every=1, teacher=teacher, distill_alpha=0.0,
+                           distill_temperature=1.0)
+    trainer = Trainer(entry, config, str(tmp_path / "student"))
+    batch = next(iter(entry.dataset(source, "train", 8, training=True)))
+    _, logits, mask = entry.loss_and_logits(trainer.model, batch, False)
+    _, teacher_logits, _ = trainer.teacher.entry.loss_and_logits(trainer.teacher.model, batch, False)
+    assert logits.shape == teacher_logits.shape and len(logits.shape) == 3 and mask.shape == logits.shape[:2]
+    assert 0 < float(np.asarray(mask).mean()) <= 1
+    # With alpha 0 and T 1, the validation-mode forward gives the masked mean KL per example.
+    p = tf.nn.softmax(teacher_logits)
+    kl = tf.reduce_sum(p * (tf.nn.log_softmax(teacher_logits) - tf.nn.log_softmax(logits)), -1).numpy()
+    mask = np.asarray(mask)
+    want = (kl * mask).sum(-1) / np.maximum(mask.sum(-1), 1)
+    got = np.asarray(distillation.kl_per_example(teacher_logits, logits, 1.0, mask))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert (got > 0).all()
+    result = trainer.train(source, evaluate=False)
+    assert result["step"] == 2 and np.isfinite(result["loss"])

@@ -166,8 +166,12 @@ class Pruner:
         extended = self.strategy.extended
         for weight, mask in zip(self.weights, self.masks):
             def recompute(mask, weight):
-                new = two_four_mask(weight) if self.structure == "2:4" else magnitude_mask(weight, sparsity)
-                return mask.assign(tf.where(update, tf.cast(new, mask.dtype), mask))
+                # A cond, not a select: the sort runs only on the steps that update the masks.
+                def new():
+                    chosen = two_four_mask(weight) if self.structure == "2:4" else magnitude_mask(weight, sparsity)
+                    return tf.cast(chosen, mask.dtype)
+
+                return mask.assign(tf.cond(update, new, lambda: tf.identity(mask)))
 
             extended.update(mask, recompute, args=(weight.value,))
             extended.update(weight.value, lambda weight, mask: weight.assign(weight * mask), args=(mask,))
