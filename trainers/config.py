@@ -47,7 +47,9 @@ class TrainerConfig:
             predictions the model also learns from (knowledge distillation); "" : none.
         distill_alpha: the task loss's weight; the distillation term gets `1 - alpha`.
         distill_temperature: `T`: both models' logits are divided by it before the KL
-            divergence, which is multiplied by `T^2` (Hinton et al. 2015).
+            divergence, which is multiplied by `T^2` (Hinton et al. 2015). A teacher is sure
+            of the examples it trained on; 4 softens that enough to carry more than the labels
+            (on SST-2, 2 lost to the student trained alone: WORKSPACE_NOTES.md "Issue 15").
         prune_sparsity: share of each pruned weight tensor set to zero by the end of pruning
             (0: no pruning); gradual magnitude pruning (`trainers/pruning.py`).
         prune_begin_step, prune_end_step: where the sparsity rises from 0 to `prune_sparsity`
@@ -85,7 +87,7 @@ class TrainerConfig:
     early_stopping_patience: int = 3
     teacher: str = ""
     distill_alpha: float = 0.5
-    distill_temperature: float = 2.0
+    distill_temperature: float = 4.0
     prune_sparsity: float = 0.0
     prune_begin_step: int = 0
     prune_end_step: int = 0
