@@ -82,7 +82,12 @@ class Trainer:
         >>> entry = zoo.registry.get("translator")(zoo.registry.get("translator").preset("tiny"), workdir)
         >>> entry.prepare(sources.parse("builtin:dates"))
         >>> trainer = Trainer(entry, TrainerConfig(steps=2, batch_size=8, log_every=1), workdir)
-        >>> sorted(trainer.train(sources.parse("builtin:dates"), evaluate=False))
+        >>> result = trainer.train(sources.parse("builtin:dates"), evaluate=False)
+        Training length: 2 steps (--steps).
+        [train] step=1 loss=...
+        [train] step=2 loss=...
+        [done] worker=0 step=2 weights_sha256=...
+        >>> sorted(result)
         ['loss', 'step']
     """
 

@@ -12,6 +12,7 @@ returns the exit code, or call the functions in `zoo.commands` directly.
 """
 
 import json
+import os
 import sys
 
 from absl import flags
@@ -221,8 +222,33 @@ def main(argv):
     return 0
 
 
+def quiet_native_logs():
+    """Keeps TensorFlow's native start-up lines (oneDNN, CUDA, cpu_feature_guard, absl) off the
+    console, unless `TF_CPP_MIN_LOG_LEVEL` asks for them (0 or 1).
+
+    TensorFlow 2.21 writes them through absl before absl's logging is initialized, straight to
+    file descriptor 2, whatever `TF_CPP_MIN_LOG_LEVEL` says. So descriptor 2 is pointed at
+    /dev/null, and Python's own `sys.stderr` (the zoo's errors, tracebacks, warnings) at a copy
+    of the original descriptor: only native writes are dropped.
+    """
+    level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if level in ("0", "1"):
+        return
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(original, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                           errors="backslashreplace")
+
+
 def run():
     """Console-script entry point."""
+    quiet_native_logs()
     sys.exit(main(sys.argv[1:]))
 
 

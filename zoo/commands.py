@@ -4,6 +4,10 @@ Example:
     >>> import tempfile
     >>> workdir = tempfile.mkdtemp()
     >>> result = train("translator", workdir, preset="tiny", steps=2, batch_size=8)
+    Training length: 2 steps (--steps).
+    ...
+    >>> sorted(result)[:3]
+    ['bleu', 'chrf', 'exact_match']
     >>> len(predict(workdir, ["3rd of March 2021"]))
     1
 """
