@@ -153,6 +153,7 @@ class Trainer:
             self._stop_flag = tf.Variable(0.0, trainable=False, name="stop_requested")
         self._validation_loss_fn = None
         self._broadcast_fn = None
+        self.restored = None  # the checkpoint `restore` read
         self._multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
             self.strategy.extended._num_workers > 1  # noqa: SLF001
 
@@ -197,9 +198,11 @@ class Trainer:
     def _input_dir(self):
         return os.path.join(self.checkpoint_dir, "input", f"worker-{self.worker}")
 
-    def restore(self, iterator=None):
-        """Restores the latest checkpoint (and this worker's input position); returns its path."""
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+    def restore(self, iterator=None, checkpoint=None):
+        """Restores the latest checkpoint, or the one at the prefix `checkpoint` (and, when
+        training, this worker's input position); returns its path (also in `restored`)."""
+        latest = checkpoint or tf.train.latest_checkpoint(self.checkpoint_dir)
+        self.restored = latest
         if not latest:
             return None
         # The reader takes the prefix itself (`tf.train.list_variables` asks whether it is a
@@ -364,7 +367,7 @@ class Trainer:
         return total / max(count, 1)
 
     def evaluate(self, source):
-        metrics = {"val_loss": self.validation_loss(source)}
+        metrics = {self.entry.validation_loss_name: self.validation_loss(source)}
         if self.pruner is not None:
             metrics["sparsity"] = self.pruner.sparsity()
         metrics.update(self.entry.evaluate(self.model, source, "validation"))

@@ -49,6 +49,14 @@ def parse(text):
     return Source("file", fileio.absolute(text))
 
 
+def absolute(text):
+    """A `--data` value with a local path made absolute (stored so, it names the same data from
+    any folder); `tfds:`, `builtin:` and remote paths are returned as they are."""
+    if text.startswith(("tfds:", "builtin:")):
+        return text
+    return fileio.absolute(text)
+
+
 def read_tsv(path, min_columns, header=False):
     """Reads rows of at least `min_columns` tab-separated fields (extra columns are kept).
 
