@@ -65,13 +65,20 @@ def main(argv):
     print(f"  manifest     {os.path.join(FLAGS.workdir, 'export', 'manifest.json')}")
     print("\n== Metrics")
     print(json.dumps(metrics))
-    if accuracy < MIN_ACCURACY:
-        print(f"\nDemo failed: the TFLite model translated {accuracy:.1%} of the {len(test):,} test dates exactly, "
-              f"below the {MIN_ACCURACY:.0%} a trained translator reaches; training may have been cut short "
-              f"(--steps={FLAGS.steps}) or the workdir {FLAGS.workdir} holds another run (delete it and run again).",
-              file=sys.stderr)
+    message = failure(accuracy, len(test))
+    if message:
+        print(f"\n{message}", file=sys.stderr)
         return 1
     return 0
+
+
+def failure(accuracy, count):
+    """Why the demo failed, in a sentence (None when the TFLite model's accuracy is as expected)."""
+    if accuracy >= MIN_ACCURACY:
+        return None
+    return (f"Demo failed: the TFLite model translated {accuracy:.1%} of the {count:,} test dates exactly, below "
+            f"the {MIN_ACCURACY:.0%} a trained translator reaches; training may have been cut short "
+            f"(--steps={FLAGS['steps'].value}) or the workdir {FLAGS['workdir'].value} holds another run (delete it and run again).")
 
 
 def run():
