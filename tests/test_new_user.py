@@ -105,3 +105,46 @@ def test_gan_validation_loss_is_not_called_val_loss(tmp_path):
                                         ".*frechet_distance"):
         commands.train("gan", str(tmp_path / "g"), data="builtin:shapes", preset="tiny", steps=1, batch_size=8,
                        overrides=["early_stopping_metric=val_loss", "eval_examples=16"])
+
+
+def test_evaluate_scores_all_of_the_data_it_is_given(trained, capsys):
+    root, workdir = trained
+    test = root / "test.tsv"
+    test.write_text("".join(f"{i} dogs\t{i} chiens\n" for i in range(37)))
+    metrics = commands.evaluate(workdir, data=str(test))
+    assert metrics["examples"] == 37  # all 37, not a 10% slice, nor the 8 of eval_examples
+    assert f"Scored 37 examples of {test} (all of it)." in capsys.readouterr().out
+    # Without --data: the validation data the workdir was trained with, capped by eval_examples.
+    assert commands.evaluate(workdir)["examples"] == workdirs.read(workdir)[2].eval_examples < 37
+
+
+def test_a_classifier_trained_with_validation_data_scores_the_given_file(tmp_path):
+    train, dev, test = (tmp_path / f"{n}.csv" for n in ("train", "dev", "test"))
+    for path, count in ((train, 40), (dev, 10), (test, 23)):
+        path.write_text("text,label\n" + "".join(f"{'good' if i % 2 else 'bad'} film {i},{'pos' if i % 2 else 'neg'}\n"
+                                                 for i in range(count)))
+    workdir = str(tmp_path / "w")
+    commands.train("bert_classifier", workdir, data=str(train), overrides=[f"validation_data={dev}"], **TINY)
+    assert commands.evaluate(workdir)["examples"] == 10
+    assert commands.evaluate(workdir, data=str(test))["examples"] == 23
+
+
+@pytest.mark.slow
+def test_a_moved_workdir_evaluates_predicts_and_exports_with_its_data_given_again(trained, tmp_path):
+    import shutil
+
+    root, workdir = trained
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(workdir, moved)
+    data = tmp_path / "pairs-copy.tsv"
+    shutil.copy(root / "pairs.tsv", data)
+    os.rename(root / "pairs.tsv", root / "pairs.tsv.away")
+    try:
+        with pytest.raises(commands.sources.DataError, match="give the data again with --data"):
+            commands.evaluate(str(moved))
+        assert commands.evaluate(str(moved), data=str(data))["examples"] == 60
+        assert len(commands.predict(str(moved), ["3 cats"])) == 1
+        manifest = commands.export(str(moved), formats=("keras",), num_checks=4, data=str(data))
+        assert manifest["artifacts"][0]["parity"]["mismatches"] == 0
+    finally:
+        os.rename(root / "pairs.tsv.away", root / "pairs.tsv")

@@ -352,7 +352,7 @@ class Trainer:
         return train_steps
 
     # Evaluation.
-    def validation_loss(self, source):
+    def validation_loss(self, source, split="validation"):
         # Traced once per trainer, not at every evaluation.
         if self._validation_loss_fn is None:
             # reduce_retracing: batches cut to their longest example (`static_shapes` False)
@@ -360,17 +360,18 @@ class Trainer:
             self._validation_loss_fn = tf.function(
                 lambda batch: self._task_loss(self.model, batch, training=False), reduce_retracing=True)
         total, count = 0.0, 0
-        for batch in self.entry.dataset(source, "validation", self.config.batch_size, training=False):
+        for batch in self.entry.dataset(source, split, self.config.batch_size, training=False):
             per_example = np.asarray(self._validation_loss_fn(batch), dtype=np.float64)
             total += float(per_example.sum())
             count += len(per_example)
         return total / max(count, 1)
 
-    def evaluate(self, source):
-        metrics = {self.entry.validation_loss_name: self.validation_loss(source)}
+    def evaluate(self, source, split="validation"):
+        """The validation loss and the entry's task metrics on `split` of `source`."""
+        metrics = {self.entry.validation_loss_name: self.validation_loss(source, split)}
         if self.pruner is not None:
             metrics["sparsity"] = self.pruner.sparsity()
-        metrics.update(self.entry.evaluate(self.model, source, "validation"))
+        metrics.update(self.entry.evaluate(self.model, source, split))
         return metrics
 
     # Early stopping.

@@ -68,13 +68,16 @@ def _define_predict(fv):
 def _define_evaluate(fv):
     _define_common(fv)
     _define_checkpoint(fv)
-    flags.DEFINE_string("data", None, "Data to evaluate on (its validation split). Default: the "
-                        "data the model was trained on.", flag_values=fv)
+    flags.DEFINE_string("data", None, "Data to score, all of it (a file, a folder, or tfds:NAME:SPLIT's "
+                        "split). Default: the validation split of the data the model was trained on.",
+                        flag_values=fv)
 
 
 def _define_export(fv):
     _define_common(fv)
     _define_checkpoint(fv)
+    flags.DEFINE_string("data", None, "Data whose held-out examples check the artifacts (and calibrate int8). "
+                        "Default: the data the model was trained on.", flag_values=fv)
     flags.DEFINE_list("formats", ["saved_model", "tflite"], "Artifacts to write under "
                       "WORKDIR/export: saved_model (TF Serving layout), keras (.keras file), tflite.",
                       flag_values=fv)
@@ -139,7 +142,7 @@ def _predict(fv, args):
 def _export(fv, args):
     from zoo import commands
 
-    manifest = commands.export(fv.workdir, checkpoint=fv.checkpoint, formats=fv.formats, num_checks=fv.num_checks, quantize=fv.quantize,
+    manifest = commands.export(fv.workdir, checkpoint=fv.checkpoint, data=fv.data, formats=fv.formats, num_checks=fv.num_checks, quantize=fv.quantize,
                                int8_io=fv.int8_io, verify=fv.verify, max_abs_diff=fv.max_abs_diff,
                                max_metric_drop=fv.max_metric_drop)
     for artifact in manifest["artifacts"]:

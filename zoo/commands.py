@@ -169,9 +169,10 @@ def _is_model_key(cls, override):
     return key in {f.name for f in dataclasses.fields(cls.config_class)}
 
 
-def restore(workdir, checkpoint="latest"):
+def restore(workdir, checkpoint="latest", data=None, need_data=True):
     """(entry, trainer, data source) of a checkpoint of `workdir`: "latest", "best" (kept by
-    early stopping) or a step number."""
+    early stopping) or a step number. The source is `data`, else the training data recorded in
+    the workdir (None when not `need_data`: a workdir moved away from its data still predicts)."""
     cls, record, model_config, trainer_config = workdirs.read(workdir)
     entry = cls(model_config, workdir)
     entry.load_assets()
@@ -182,7 +183,12 @@ def restore(workdir, checkpoint="latest"):
         raise workdirs.WorkdirError(
             f"--workdir={workdir}: no checkpoint in {trainer.checkpoint_dir}; train first."
         )
-    return entry, trainer, sources.parse(record["data"])
+    if data or not need_data:
+        return entry, trainer, sources.parse(data) if data else None
+    try:
+        return entry, trainer, sources.parse(record["data"])
+    except sources.DataError as e:
+        raise sources.DataError(f"{e} The workdir was trained on it; give the data again with --data.") from None
 
 
 def checkpoint_path(directory, which, workdir):
@@ -214,30 +220,47 @@ def checkpoint_path(directory, which, workdir):
 
 
 def evaluate(workdir, data=None, checkpoint="latest"):
-    """Validation loss and task metrics of a checkpoint (`restore`)."""
-    entry, trainer, source = restore(workdir, checkpoint)
-    source = sources.parse(data) if data else source
-    metrics = trainer.evaluate(source)
+    """Validation loss and task metrics of a checkpoint (`restore`): on all of `data` when it is
+    given (a file or folder whole, `tfds:NAME:SPLIT`'s split), else on the validation split of
+    the training data. The metrics say how many examples were scored (`examples`).
+    """
+    entry, trainer, source = restore(workdir, checkpoint, data)
+    split = "validation"
+    if data:
+        # Generated builtin data has no file to score whole: its validation split stands for it.
+        if source.kind != "builtin":
+            split = sources.ALL
+            # All of it: the cap on examples scored after each training epoch does not apply.
+            entry.config = dataclasses.replace(entry.config, **{k: 0 for k in ("eval_examples", "eval_characters")
+                                                               if hasattr(entry.config, k)})
+    metrics = trainer.evaluate(source, split)
+    metrics.setdefault("examples", entry.num_examples(source, split))
+    print(f"Scored {metrics['examples']:,} examples of {source} "
+          f"({'all of it' if split == sources.ALL else 'its validation split'}).", flush=True)
     entry.on_evaluation(trainer.model, source, workdir, int(trainer.step.numpy()), None)
     return metrics
 
 
 def predict(workdir, inputs, checkpoint="latest"):
     """Predictions of a checkpoint (`restore`) for raw inputs."""
-    entry, trainer, _ = restore(workdir, checkpoint)
+    entry, trainer, _ = restore(workdir, checkpoint, need_data=False)
     return entry.predict(trainer.model, list(inputs))
 
 
 def export(workdir, formats=("saved_model", "tflite"), num_checks=100, quantize=("none",), int8_io=False,
-           verify=True, max_abs_diff=1e-4, max_metric_drop=1.0, checkpoint="latest"):
+           verify=True, max_abs_diff=1e-4, max_metric_drop=1.0, checkpoint="latest", data=None):
     """Exports a checkpoint (`restore`; the latest by default) under `workdir/export/`; returns
-    the manifest, which records the checkpoint.
+    the manifest, which records the checkpoint. Artifacts are checked on held-out examples of
+    the training data, or of `data` when given (its 90/10 split; a workdir moved to another
+    machine exports with its data given again).
 
     See `export.exporter.export` and `export.exporter.Verification` for the arguments.
     """
     from export import exporter
 
-    entry, trainer, source = restore(workdir, checkpoint)
+    entry, trainer, source = restore(workdir, checkpoint, data)
+    if data and getattr(entry.config, "validation_data", ""):
+        entry.config = dataclasses.replace(entry.config, validation_data="")
     checks = exporter.Verification(verify, max_abs_diff, max_metric_drop)
     return exporter.export(entry, trainer.model, workdir, formats, source, num_checks=num_checks,
                            quantize=quantize, int8_io=int8_io, checks=checks, sparsity=sparsity_report(trainer),
