@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test,bench]"
 	touch $@
 
-.PHONY: install demo test bench
+.PHONY: install demo test test-fast bench
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -18,6 +18,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# The everyday loop: tests not marked slow, no docstring examples (CI runs everything).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest tests -m "not slow" -o addopts="-ra --strict-markers"
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/translator_eng_fra.py

@@ -266,7 +266,7 @@ def _keras_latency(servable, inputs, count=20):
 
 
 def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None, num_checks=100,
-           quantize=("none",), int8_io=False, checks=Verification(), sparsity=None):
+           quantize=("none",), int8_io=False, checks=Verification(), sparsity=None, checkpoint=None):
     """Exports what `entry.serving_functions(model)` declares under `workdir/export/`.
 
     Args:
@@ -274,6 +274,7 @@ def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None
             `sparse_dynamic`, `sparse_int8` (the same with sparse weight storage).
         sparsity: for a pruned model, what the manifest reports under `sparsity` (the share
             of zeros of each pruned tensor).
+        checkpoint: which checkpoint the model holds (`{"path", "step"}`), for the manifest.
         int8_io: int8 inputs and outputs for the `int8` variant (float ones get quantized).
         num_checks: held-out examples every artifact is run on (and SavedModel warmup
             requests are drawn from).
@@ -298,7 +299,7 @@ def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None
             artifact["size_bytes"] = _size(artifact["path"])
             if os.path.isfile(artifact["path"]):
                 artifact["sha256"] = _sha256(artifact["path"])
-        manifest = {"model": entry.name, **_training_record(workdir),
+        manifest = {"model": entry.name, "checkpoint": checkpoint, **_training_record(workdir),
                     "keras_latency_ms_batch1": round(_keras_latency(servables["serving_default"], inputs), 3),
                     "artifacts": artifacts, "skipped": skipped}
         if sparsity is not None:

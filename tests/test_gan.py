@@ -11,7 +11,7 @@ from export import exporter
 from tests import helpers
 from trainers import Trainer, TrainerConfig
 from zoo.gan import losses
-from zoo.images import shapes
+from zoo.images import grid, shapes
 
 
 def test_gradient_penalty_on_known_functions():
@@ -50,14 +50,31 @@ def test_two_phases_own_disjoint_variables(tmp_path):
     d = {id(v) for v in discriminator.variables(model)}
     g = {id(v) for v in generator.variables(model)}
     assert not d & g and d | g == {id(v) for v in model.trainable_variables}
-    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8, log_every=1), str(tmp_path / "t"))
-    assert [o.name for o in trainer.optimizers] != [] and len(trainer.optimizers) == 2
-    before = {id(v): np.array(v) for v in trainer.model.trainable_variables}
+    config = TrainerConfig(steps=1, batch_size=8, log_every=1)
+    trainer = Trainer(entry, config, str(tmp_path / "t"))
+    before = [np.array(v) for v in trainer.model.trainable_variables]
     trainer.train(source, evaluate=False)
-    changed = [id(v) for v in trainer.model.trainable_variables
-               if not np.array_equal(before[id(v)], np.array(v))]
+    # Each phase has an optimizer of its own, which took one step.
+    assert len({id(o) for o in trainer.optimizers}) == 2
+    assert [int(o.iterations.numpy()) for o in trainer.optimizers] == [1, 1]
+    changed = [id(v) for v, b in zip(trainer.model.trainable_variables, before)
+               if not np.array_equal(b, np.array(v))]
     assert set(changed) & {id(v) for v in trainer.model.discriminator.trainable_variables}
     assert set(changed) & {id(v) for v in trainer.model.generator.trainable_variables}
+    # The same step (same weights, same batch) with a generator loss of zero gradient: the
+    # discriminator ends where it did, so the generator's phase never moves it, and the generator
+    # stays where it started, so the discriminator's phase never moves the generator.
+    generator_loss = entry.generator_loss
+    entry.generator_loss = lambda model, batch, training: 0.0 * generator_loss(model, batch, training)
+    still = Trainer(entry, config, str(tmp_path / "still"))
+    for v, b in zip(still.model.trainable_variables, before):
+        v.assign(b)
+    still.train(source, evaluate=False)
+    for a, b in zip(still.model.discriminator.weights, trainer.model.discriminator.weights):
+        np.testing.assert_array_equal(a, b)
+    start = {id(v): b for v, b in zip(still.model.trainable_variables, before)}
+    for v in still.model.generator.trainable_variables:
+        np.testing.assert_array_equal(v, start[id(v)])
 
 
 def test_wgan_gp_trains_the_same_on_two_replicas(tmp_path):
@@ -90,8 +107,20 @@ def test_evaluation_writes_samples_and_interpolation(tmp_path):
     model = entry.build_model()
     paths = entry.on_evaluation(model, source, str(tmp_path), step=7, epoch=0.4)
     assert [p.rsplit("/", 1)[1] for p in paths] == ["epoch001-samples.png", "epoch001-interpolation.png"]
-    strip = tf.io.decode_png(tf.io.read_file(paths[1])).numpy()
+    samples, strip = (tf.io.decode_png(tf.io.read_file(p)).numpy() for p in paths)
+    # The sample grid shows the fixed latent vectors' images, a 28x28 tile (and a 2-pixel gap) each.
+    np.testing.assert_array_equal(samples, grid.make(entry.generate(model, entry.fixed_latents()), 4))
     assert strip.shape == (4 * 30 + 2, 10 * 30 + 2, 1)
+    tiles = strip[2:, 2:].reshape(4, 30, 10, 30)[:, :28, :, :28].transpose(0, 2, 1, 3).astype(float)
+    # Each row goes from the image of one latent vector to another's, in steps smaller than the
+    # whole way.
+    start, end = (grid.to_uint8(entry.generate(model, z))[..., 0]
+                  for z in entry.interpolation_ends(model, source))
+    np.testing.assert_array_equal(tiles[:, 0], start)
+    np.testing.assert_array_equal(tiles[:, -1], end)
+    whole = np.abs(tiles[:, -1] - tiles[:, 0]).mean((1, 2))
+    steps = np.abs(np.diff(tiles, axis=1)).mean((2, 3))
+    assert (whole > 0.2).all() and (steps < whole[:, None] / 2).all(), (whole, steps)
     metrics = entry.evaluate(model, source, "validation")
     assert metrics["frechet_distance"] == entry.evaluate(model, source, "validation")["frechet_distance"]
     assert entry.predict(model, ["4:1"])[0].endswith("predictions/samples-4-seed1.png")

@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
-from zoo.translator.model import EOS, PAD, Seq2SeqTranslator
+from zoo.translator.model import BOS, EOS, PAD, Seq2SeqTranslator
 
 
 @pytest.mark.parametrize("attention,bidirectional", [("luong", True), ("bahdanau", False), ("none", True)])
@@ -31,6 +32,40 @@ def test_beam_of_one_is_greedy_and_beams_rank_by_score():
                                   model.greedy_decode(source, 7).numpy())
     beams = model.beam_search(source, 7, beam_size=3).numpy()
     assert beams.shape == (4, 7) and beams.dtype == np.int32
+
+    # A beam as wide as the number of hypotheses (6 target ids, 3 steps: at most 6 ** 3) drops
+    # none: it must return the best of all translations by the score beams rank by (summed
+    # log-probabilities over the length penalty ((5 + length) / 6) ** alpha, length counting the
+    # ids other than PAD), found here by brute force and teacher forcing; so it is never worse
+    # than greedy. (A narrow beam can lose greedy's path, and then score below it.)
+    model = Seq2SeqTranslator(20, 6, embedding_dim=8, units=8, attention="luong")
+    source = np.random.RandomState(2).randint(4, 20, (8, 5)).astype("int32")
+    model.build()
+    # Untrained, the next-id distributions are near uniform and the best translation is just EOS:
+    # sharpened, they depend on the source and the ids before.
+    kernel, bias = model.projection.get_weights()
+    model.projection.set_weights([300 * kernel, bias])
+    greedy = model.greedy_decode(source, 3).numpy()
+
+    def log_prob(source, ids):
+        target_in = np.concatenate([np.full((len(ids), 1), BOS, "int32"), ids[:, :-1]], 1)
+        log_probs = tf.nn.log_softmax(model({"source": source, "target_in": target_in})).numpy()
+        picked = np.take_along_axis(log_probs, ids[..., None], -1)[..., 0]
+        after_eos = np.cumsum(ids == EOS, 1) - (ids == EOS) > 0
+        return np.where(after_eos, 0.0, picked).sum(1)
+
+    def penalty(ids, alpha):
+        return ((5.0 + (ids != PAD).sum(-1)) / 6.0) ** alpha
+
+    every = np.array([ids for ids in itertools.product(range(6), repeat=3)  # only PAD after EOS
+                      if EOS not in ids or set(ids[ids.index(EOS) + 1:]) <= {PAD}], "int32")
+    for alpha in (0.6, 3.0):  # the default, and one that favours long translations more
+        best = model.beam_search(source, 3, beam_size=6 ** 3, length_penalty=alpha).numpy()
+        best_score = log_prob(source, best) / penalty(best, alpha)
+        assert (best_score >= log_prob(source, greedy) / penalty(greedy, alpha) - 1e-4).all()
+        for row in range(len(source)):
+            scores = log_prob(np.repeat(source[row:row + 1], len(every), 0), every) / penalty(every, alpha)
+            assert best_score[row] == pytest.approx(scores.max(), rel=1e-5, abs=1e-4), (alpha, row, best[row])
 
 
 def test_padding_does_not_change_the_translation():

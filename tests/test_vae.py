@@ -14,6 +14,7 @@ from tests import helpers
 from trainers import Trainer, TrainerConfig
 from zoo import sources
 from zoo.images import shapes
+from zoo.images.entry import FRECHET_SEED, latents
 from zoo.vae.entry import Vae, kl_weight
 from zoo.vae.model import VariationalAutoencoder
 
@@ -96,7 +97,14 @@ def test_training_writes_grids_each_epoch_from_fixed_latents(tmp_path):
     assert result["neg_elbo"] == pytest.approx(result["reconstruction"] + result["kl"])
     assert result["neg_elbo"] < before["neg_elbo"] - 30
     assert result["val_loss"] == pytest.approx(result["neg_elbo"], rel=1e-4)
-    assert result["frechet_distance"] > 0
+    # The Fréchet distance is that of the samples of the fixed Fréchet latents to the validation
+    # images; it sits between that of two real image sets (the floor) and the untrained model's.
+    scorer, data = entry.scorer(), entry.data(source)
+    real = data.split("validation")[0][:entry.config.frechet_examples]
+    samples = entry.generate(trainer.model, latents(len(real), FRECHET_SEED, entry.latent_dim).numpy())
+    assert result["frechet_distance"] == pytest.approx(scorer.distance(samples, real), rel=1e-6)
+    floor = scorer.distance(data.split("train")[0][:len(real)], real)
+    assert 5 * floor < result["frechet_distance"] < 0.2 * before["frechet_distance"], (floor, result, before)
     names = sorted(os.listdir(tmp_path / "w" / "images"))
     kinds = ("interpolation", "reconstructions", "samples")
     assert names == [f"epoch00{e}-{kind}.png" for e in (1, 2) for kind in kinds]

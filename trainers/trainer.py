@@ -82,7 +82,12 @@ class Trainer:
         >>> entry = zoo.registry.get("translator")(zoo.registry.get("translator").preset("tiny"), workdir)
         >>> entry.prepare(sources.parse("builtin:dates"))
         >>> trainer = Trainer(entry, TrainerConfig(steps=2, batch_size=8, log_every=1), workdir)
-        >>> sorted(trainer.train(sources.parse("builtin:dates"), evaluate=False))
+        >>> result = trainer.train(sources.parse("builtin:dates"), evaluate=False)
+        Training length: 2 steps (--steps).
+        [train] step=1 loss=...
+        [train] step=2 loss=...
+        [done] worker=0 step=2 weights_sha256=...
+        >>> sorted(result)
         ['loss', 'step']
     """
 
@@ -148,6 +153,7 @@ class Trainer:
             self._stop_flag = tf.Variable(0.0, trainable=False, name="stop_requested")
         self._validation_loss_fn = None
         self._broadcast_fn = None
+        self.restored = None  # the checkpoint `restore` read
         self._multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
             self.strategy.extended._num_workers > 1  # noqa: SLF001
 
@@ -192,9 +198,11 @@ class Trainer:
     def _input_dir(self):
         return os.path.join(self.checkpoint_dir, "input", f"worker-{self.worker}")
 
-    def restore(self, iterator=None):
-        """Restores the latest checkpoint (and this worker's input position); returns its path."""
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+    def restore(self, iterator=None, checkpoint=None):
+        """Restores the latest checkpoint, or the one at the prefix `checkpoint` (and, when
+        training, this worker's input position); returns its path (also in `restored`)."""
+        latest = checkpoint or tf.train.latest_checkpoint(self.checkpoint_dir)
+        self.restored = latest
         if not latest:
             return None
         # The reader takes the prefix itself (`tf.train.list_variables` asks whether it is a
@@ -344,7 +352,7 @@ class Trainer:
         return train_steps
 
     # Evaluation.
-    def validation_loss(self, source):
+    def validation_loss(self, source, split="validation"):
         # Traced once per trainer, not at every evaluation.
         if self._validation_loss_fn is None:
             # reduce_retracing: batches cut to their longest example (`static_shapes` False)
@@ -352,17 +360,18 @@ class Trainer:
             self._validation_loss_fn = tf.function(
                 lambda batch: self._task_loss(self.model, batch, training=False), reduce_retracing=True)
         total, count = 0.0, 0
-        for batch in self.entry.dataset(source, "validation", self.config.batch_size, training=False):
+        for batch in self.entry.dataset(source, split, self.config.batch_size, training=False):
             per_example = np.asarray(self._validation_loss_fn(batch), dtype=np.float64)
             total += float(per_example.sum())
             count += len(per_example)
         return total / max(count, 1)
 
-    def evaluate(self, source):
-        metrics = {"val_loss": self.validation_loss(source)}
+    def evaluate(self, source, split="validation"):
+        """The validation loss and the entry's task metrics on `split` of `source`."""
+        metrics = {self.entry.validation_loss_name: self.validation_loss(source, split)}
         if self.pruner is not None:
             metrics["sparsity"] = self.pruner.sparsity()
-        metrics.update(self.entry.evaluate(self.model, source, "validation"))
+        metrics.update(self.entry.evaluate(self.model, source, split))
         return metrics
 
     # Early stopping.

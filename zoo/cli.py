@@ -12,6 +12,7 @@ returns the exit code, or call the functions in `zoo.commands` directly.
 """
 
 import json
+import os
 import sys
 
 from absl import flags
@@ -30,7 +31,7 @@ def _define_train(fv):
     flags.DEFINE_string("data", None, "Training data: a file or folder path, tfds:NAME[:SPLIT], or "
                         "builtin:NAME for data the zoo generates. Default: the model's builtin data.",
                         flag_values=fv)
-    flags.DEFINE_string("preset", "small", "Model size preset: tiny, small or base; for BERT models also the "
+    flags.DEFINE_string("preset", None, "Model size preset (default small): tiny, small or base; for BERT models also the "
                         "path of a local keras-hub preset directory (pretrained weights and vocabulary).",
                         flag_values=fv)
     flags.DEFINE_string("init_from", None, "A workdir whose pretrained weights and vocabulary training starts "
@@ -54,14 +55,29 @@ def _define_train(fv):
                               "repeat for several. An unknown key lists the valid ones.", flag_values=fv)
 
 
+def _define_checkpoint(fv):
+    flags.DEFINE_string("checkpoint", "latest", "Which checkpoint: latest, best (kept by early stopping in "
+                        "checkpoints/best/) or a step number.", flag_values=fv)
+
+
+def _define_predict(fv):
+    _define_common(fv)
+    _define_checkpoint(fv)
+
+
 def _define_evaluate(fv):
     _define_common(fv)
-    flags.DEFINE_string("data", None, "Data to evaluate on (its validation split). Default: the "
-                        "data the model was trained on.", flag_values=fv)
+    _define_checkpoint(fv)
+    flags.DEFINE_string("data", None, "Data to score, all of it (a file, a folder, or tfds:NAME:SPLIT's "
+                        "split). Default: the validation split of the data the model was trained on.",
+                        flag_values=fv)
 
 
 def _define_export(fv):
     _define_common(fv)
+    _define_checkpoint(fv)
+    flags.DEFINE_string("data", None, "Data whose held-out examples check the artifacts (and calibrate int8). "
+                        "Default: the data the model was trained on.", flag_values=fv)
     flags.DEFINE_list("formats", ["saved_model", "tflite"], "Artifacts to write under "
                       "WORKDIR/export: saved_model (TF Serving layout), keras (.keras file), tflite.",
                       flag_values=fv)
@@ -108,7 +124,7 @@ def _train(fv, args):
 def _evaluate(fv, args):
     from zoo import commands
 
-    print(json.dumps(commands.evaluate(fv.workdir, data=fv.data)))
+    print(json.dumps(commands.evaluate(fv.workdir, data=fv.data, checkpoint=fv.checkpoint)))
 
 
 def _predict(fv, args):
@@ -116,7 +132,7 @@ def _predict(fv, args):
 
     if not args:
         raise UsageError("zoo predict: give at least one INPUT after the flags.")
-    for text, prediction in zip(args, commands.predict(fv.workdir, args)):
+    for text, prediction in zip(args, commands.predict(fv.workdir, args, checkpoint=fv.checkpoint)):
         if "\n" in text + prediction:  # a language model's continuation: the text as written
             print(f"--- {text!r}\n{text}{prediction}")
         else:
@@ -126,7 +142,7 @@ def _predict(fv, args):
 def _export(fv, args):
     from zoo import commands
 
-    manifest = commands.export(fv.workdir, formats=fv.formats, num_checks=fv.num_checks, quantize=fv.quantize,
+    manifest = commands.export(fv.workdir, checkpoint=fv.checkpoint, data=fv.data, formats=fv.formats, num_checks=fv.num_checks, quantize=fv.quantize,
                                int8_io=fv.int8_io, verify=fv.verify, max_abs_diff=fv.max_abs_diff,
                                max_metric_drop=fv.max_metric_drop)
     for artifact in manifest["artifacts"]:
@@ -138,7 +154,7 @@ COMMANDS = {
     "list": (lambda fv: None, _list, [], "List the registered models."),
     "train": (_define_train, _train, ["model", "workdir"], "Train a model, or resume a workdir's training."),
     "evaluate": (_define_evaluate, _evaluate, ["workdir"], "Task metrics; the last line is one JSON object."),
-    "predict": (_define_common, _predict, ["workdir"], "Predictions for raw INPUTs given after the flags."),
+    "predict": (_define_predict, _predict, ["workdir"], "Predictions for raw INPUTs given after the flags."),
     "export": (_define_export, _export, ["workdir"], "Export SavedModel and TFLite artifacts, checked."),
 }
 
@@ -221,8 +237,33 @@ def main(argv):
     return 0
 
 
+def quiet_native_logs():
+    """Keeps TensorFlow's native start-up lines (oneDNN, CUDA, cpu_feature_guard, absl) off the
+    console, unless `TF_CPP_MIN_LOG_LEVEL` asks for them (0 or 1).
+
+    TensorFlow 2.21 writes them through absl before absl's logging is initialized, straight to
+    file descriptor 2, whatever `TF_CPP_MIN_LOG_LEVEL` says. So descriptor 2 is pointed at
+    /dev/null, and Python's own `sys.stderr` (the zoo's errors, tracebacks, warnings) at a copy
+    of the original descriptor: only native writes are dropped.
+    """
+    level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if level in ("0", "1"):
+        return
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(original, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                           errors="backslashreplace")
+
+
 def run():
     """Console-script entry point."""
+    quiet_native_logs()
     sys.exit(main(sys.argv[1:]))
 
 

@@ -119,6 +119,9 @@ class ZooEntry:
     # The validation figure that says how good the model is, and whether higher ("max") or
     # lower ("min") is better: `--config early_stopping_metric=task` watches it.
     validation_metric = ("val_loss", "min")
+    # The name validation rows give the first phase's loss: "val_loss" when it says how good
+    # the model is; a GAN's is its discriminator's, which early stopping must not minimize.
+    validation_loss_name = "val_loss"
 
     def __init__(self, config, workdir):
         self.config = config

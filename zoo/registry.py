@@ -2,11 +2,27 @@
 
 Example:
     >>> from zoo import registry
-    >>> sorted(registry.names())[:1]
-    ['translator']
+    >>> registry.names()[:2]
+    ['translator', 'vae']
+    >>> registry.get("bert_classifier").task_metric
+    'accuracy'
 """
 
+import importlib
+
 _ENTRIES = {}
+# Modules whose import registers the zoo's own entries, in `zoo list` order; imported on the
+# registry's first use (TensorFlow comes with them).
+ENTRY_MODULES = ("zoo.translator.entry", "zoo.vae.entry", "zoo.gan.entry", "zoo.bert.classifier", "zoo.bert.mlm",
+                 "zoo.t5.entry", "zoo.t5.pretrain", "zoo.lstm_lm.entry")
+_loaded = []
+
+
+def _load():
+    if not _loaded:
+        _loaded.append(True)
+        for module in ENTRY_MODULES:
+            importlib.import_module(module)
 
 
 def register(name):
@@ -36,6 +52,7 @@ def get(name):
     Raises:
         KeyError: naming the known entries when `name` is unknown.
     """
+    _load()
     try:
         return _ENTRIES[name]
     except KeyError:
@@ -45,6 +62,7 @@ def get(name):
 
 def names():
     """The registered names, in registration order."""
+    _load()
     return list(_ENTRIES)
 
 

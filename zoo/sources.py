@@ -49,6 +49,14 @@ def parse(text):
     return Source("file", fileio.absolute(text))
 
 
+def absolute(text):
+    """A `--data` value with a local path made absolute (stored so, it names the same data from
+    any folder); `tfds:`, `builtin:` and remote paths are returned as they are."""
+    if text.startswith(("tfds:", "builtin:")):
+        return text
+    return fileio.absolute(text)
+
+
 def read_tsv(path, min_columns, header=False):
     """Reads rows of at least `min_columns` tab-separated fields (extra columns are kept).
 
@@ -72,12 +80,20 @@ def read_tsv(path, min_columns, header=False):
     return rows
 
 
+# The split `zoo evaluate --data=X` scores: all of X (a file or folder whole, a TFDS source's
+# named split), where training reads its `train` and `validation` parts.
+ALL = "all"
+
+
 def split_rows(rows, split, seed=0, validation_fraction=0.1):
-    """The `train` or `validation` part of `rows`, shuffled with a fixed seed.
+    """The `train` or `validation` part of `rows`, shuffled with a fixed seed, or all of them
+    in order (`ALL`).
 
     A file without splits of its own is split 90/10 (by default) with `seed`, so every
     command that reads the same file sees the same split.
     """
+    if split == ALL:
+        return list(rows)
     if split not in ("train", "validation"):
         raise DataError(f"Unknown split {split!r} for a file source; use train or validation.")
     order = list(range(len(rows)))
@@ -91,7 +107,8 @@ def tfds_split(source, split, unlisted_held_out="validation"):
     """(builder, TFDS split name) for the `train` or held-out `split` of a `tfds:` source.
 
     Training reads `source.split` (or `train`); the held-out split is `validation`, else
-    `test`. Prepared datasets list their splits; without metadata (`tfds.testing.mock_data`)
+    `test`; `ALL` (what `zoo evaluate --data=tfds:NAME:SPLIT` scores) is `SPLIT`, else the
+    held-out one. Prepared datasets list their splits; without metadata (`tfds.testing.mock_data`)
     the split names are taken on trust, the held-out one being `unlisted_held_out`.
 
     Raises:
@@ -101,7 +118,7 @@ def tfds_split(source, split, unlisted_held_out="validation"):
 
     builder = tfds.builder(source.name)
     names = list(builder.info.splits) or [source.split or "train", unlisted_held_out]
-    if split == "train":
+    if split == "train" or (split == ALL and source.split):
         name = source.split or "train"
     else:
         name = next((n for n in ("validation", "test") if n in names), None)

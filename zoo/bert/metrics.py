@@ -1,9 +1,11 @@
 """Classification metrics: accuracy, macro-F1, per-class precision/recall, confusion matrix.
 
 Example:
-    >>> m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["neg", "pos"])
+    >>> m, matrix = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["neg", "pos"])
     >>> m["accuracy"], round(m["macro_f1"], 3), m["recall/neg"]
     (0.75, 0.733, 0.5)
+    >>> matrix.tolist()  # rows: true labels, columns: predicted
+    [[1, 1], [0, 2]]
 """
 
 import io

@@ -45,7 +45,9 @@ class BertTextEntry(ZooEntry):
             if source.kind == "tfds":
                 self._cache[key] = self._tfds_examples(source, split)
             elif source.kind == "file":
-                if self.config.validation_data:
+                if split == sources.ALL:  # `zoo evaluate --data=X`: all of X
+                    self._cache[key] = self._read(source.name)
+                elif self.config.validation_data:
                     path = source.name if split == "train" else self.config.validation_data
                     if not fileio.exists(path):
                         raise sources.DataError(f"--config validation_data={path}: no such file or folder.")

@@ -2,7 +2,7 @@
 
 import keras
 
-from zoo.vae.model import crop_to, upsampling_start
+from zoo.images.upsampling import crop_to, upsampling_start
 
 
 @keras.saving.register_keras_serializable(package="zoo")

@@ -45,6 +45,8 @@ def split_indices(count, split, fraction=0.1, max_validation=5000, seed=SPLIT_SE
         >>> len(split_indices(60000, "train")), len(split_indices(60000, "validation"))
         (55000, 5000)
     """
+    if split == sources.ALL:
+        return np.arange(count)
     if split not in ("train", "validation"):
         raise sources.DataError(f"Unknown split {split!r} for a file source; use train or validation.")
     held_out = min(max_validation, max(1, int(round(count * fraction))))

@@ -50,7 +50,9 @@ def read_text_file(path):
 
 def split_tail(documents, split, fraction):
     """The first `1 - fraction` of the documents' characters (`train`) or the rest
-    (`validation`): a document that straddles the cut is cut in two."""
+    (`validation`): a document that straddles the cut is cut in two. All of them for `ALL`."""
+    if split == sources.ALL:
+        return list(documents)
     total = sum(len(d) for d in documents)
     cut = total - max(1, int(round(total * fraction)))
     parts, position = [], 0
@@ -154,6 +156,8 @@ class LstmLanguageModelEntry(ZooEntry):
     def _tfds_documents(self, source, split):
         builder, name = sources.tfds_split(source, "train")
         listed = list(builder.info.splits)
+        if split == sources.ALL and source.split:
+            return self._tfds_texts(source, builder, name)
         if listed and not {"validation", "test"} & set(listed):
             # No held-out split of its own: the tail of the training split, as for a file.
             return split_tail(self._tfds_texts(source, builder, name), split, self.config.validation_fraction)

@@ -98,7 +98,7 @@ class T5TextToText(ZooEntry):
             return BUILTINS[source.name](split)
         if source.kind == "tfds":
             return self._tfds_pairs(source, split, input_column, target_column)
-        if validation_data:
+        if validation_data and split != sources.ALL:
             path = source.name if split == "train" else validation_data
             if not fileio.exists(path):
                 raise sources.DataError(f"--config validation_data={path}: no such file or folder.")

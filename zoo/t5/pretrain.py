@@ -67,7 +67,7 @@ class T5Pretrain(T5TextToText):
                 texts = [text for pair in self.pairs(source, split) for text in pair]
             elif source.kind == "file":
                 path = source.name
-                if self.config.validation_data and split != "train":
+                if self.config.validation_data and split not in ("train", sources.ALL):
                     path = self.config.validation_data
                     if not fileio.exists(path):
                         raise sources.DataError(f"--config validation_data={path}: no such file or folder.")

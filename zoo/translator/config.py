@@ -32,7 +32,7 @@ class TranslatorConfig:
         target_column: TSV column of the target text.
         source_key: TFDS feature of the source text (empty: the dataset's supervised keys).
         target_key: TFDS feature of the target text.
-        eval_examples: held-out examples decoded for BLEU/chrF after each epoch.
+        eval_examples: held-out examples decoded for BLEU/chrF after each epoch (0: all).
         validation_data: a TSV file (or folder) of held-out pairs; when empty, a file
             `--data` is split 90/10 with a fixed seed.
     """

@@ -71,13 +71,14 @@ class Translator(ZooEntry):
                         f"builtins: {', '.join('builtin:' + b for b in BUILTINS)}."
                     )
                 pairs = BUILTINS[source.name](split)
-            elif self.config.validation_data and split != "train":
+            elif self.config.validation_data and split not in ("train", sources.ALL):
                 path = self.config.validation_data
                 if not fileio.exists(path):
                     raise sources.DataError(f"--config validation_data={path}: no such file or folder.")
                 pairs = self._file_pairs(path, None)
             else:
-                pairs = self._file_pairs(source.name, None if self.config.validation_data else split)
+                pairs = self._file_pairs(source.name, None if self.config.validation_data and split == "train"
+                                         else split)
             self._pairs_cache[key] = pairs
         return self._pairs_cache[key]
 
@@ -123,7 +124,7 @@ class Translator(ZooEntry):
     def _texts(self, source, split, limit=None):
         """Raw (sources, targets) lists, at most `limit` of them."""
         if source.kind != "tfds":
-            pairs = self._pairs(source, split)[:limit]
+            pairs = self._pairs(source, split)[:limit or None]
             return [p[0] for p in pairs], [p[1] for p in pairs]
         pairs = list(self._text_dataset(source, split).take(limit or -1).as_numpy_iterator())
         return [p[0].decode() for p in pairs], [p[1].decode() for p in pairs]

@@ -5,22 +5,9 @@ import math
 import keras
 from keras import ops
 
+from zoo.images.upsampling import crop_to, upsampling_start
+
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-def upsampling_start(size, steps):
-    """Side of the first decoder feature map: `steps` doublings reach at least `size`."""
-    return -(-size // 2 ** steps)
-
-
-def crop_to(height, width, steps):
-    """The layers (none, or one centred `Cropping2D`) that cut `steps` doublings of the
-    `upsampling_start` map back to `height` x `width` (e.g. 32 -> 28)."""
-    crop_h = upsampling_start(height, steps) * 2 ** steps - height
-    crop_w = upsampling_start(width, steps) * 2 ** steps - width
-    if not (crop_h or crop_w):
-        return []
-    return [keras.layers.Cropping2D(((crop_h // 2, crop_h - crop_h // 2), (crop_w // 2, crop_w - crop_w // 2)))]
 
 
 @keras.saving.register_keras_serializable(package="zoo")
