@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import toy_entry
-from helpers import mirrored, zoo_cli
+from tests import toy_entry
+from tests.helpers import mirrored, zoo_cli
 from trainers import Trainer, TrainerConfig, distillation
 from zoo import commands, sources
 from zoo import workdir as workdirs

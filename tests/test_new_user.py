@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT, zoo_cli
+from tests.helpers import ROOT, zoo_cli
 from zoo import commands, demo
 from zoo import workdir as workdirs
 
@@ -113,7 +113,7 @@ def test_evaluate_scores_all_of_the_data_it_is_given(trained, capsys):
     test.write_text("".join(f"{i} dogs\t{i} chiens\n" for i in range(37)))
     metrics = commands.evaluate(workdir, data=str(test))
     assert metrics["examples"] == 37  # all 37, not a 10% slice, nor the 8 of eval_examples
-    assert f"Scored 37 examples of {test} (all of it)." in capsys.readouterr().out
+    assert f"Scored 37 examples: all of {test}." in capsys.readouterr().out
     # Without --data: the validation data the workdir was trained with, capped by eval_examples.
     assert commands.evaluate(workdir)["examples"] == workdirs.read(workdir)[2].eval_examples < 37
 

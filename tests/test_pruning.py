@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import toy_entry
-from helpers import mirrored
+from tests import toy_entry
+from tests.helpers import mirrored
 from trainers import Trainer, TrainerConfig
 from trainers.pruning import PolynomialSparsity, Pruner, PruningError, magnitude_mask, two_four_mask
 from zoo import commands, sources

@@ -235,8 +235,8 @@ def evaluate(workdir, data=None, checkpoint="latest"):
                                                                if hasattr(entry.config, k)})
     metrics = trainer.evaluate(source, split)
     metrics.setdefault("examples", entry.num_examples(source, split))
-    print(f"Scored {metrics['examples']:,} examples of {source} "
-          f"({'all of it' if split == sources.ALL else 'its validation split'}).", flush=True)
+    scored = f"all of {source}" if split == sources.ALL else "the validation split of the training data"
+    print(f"Scored {metrics['examples']:,} examples: {scored}.", flush=True)
     entry.on_evaluation(trainer.model, source, workdir, int(trainer.step.numpy()), None)
     return metrics
 
