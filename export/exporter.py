@@ -343,8 +343,8 @@ def _build(entry, model, servables, stage, formats, source, inputs, references, 
                 skipped.append({"signature": name, "quantization": q, "reason": reason})
                 print(f"[export] skipped {name} {q}: {reason}", flush=True)
             # Each conversion's frozen graph and checking interpreter sit in reference
-            # cycles; collected here, seven BERT artifacts peak at 1.03x of one (2.2x
-            # without; WORKSPACE_NOTES.md "Export memory").
+            # cycles; collected here, several artifacts peak at about the memory of one
+            # (figures: WORKSPACE_NOTES.md "Export memory").
             gc.collect()
     return artifacts, skipped
 

@@ -66,6 +66,7 @@ def _student_trainer(teacher, workdir, strategy=None, steps=4, alpha=0.3):
     return Trainer(entry, trainer_config, str(workdir), strategy=strategy), source
 
 
+@pytest.mark.slow
 def test_the_distilled_loss_is_alpha_task_plus_teacher_kl(tmp_path):
     teacher = _teacher(tmp_path)
     trainer, source = _student_trainer(teacher, tmp_path / "student")
@@ -83,6 +84,7 @@ def test_the_distilled_loss_is_alpha_task_plus_teacher_kl(tmp_path):
                        for b in trainer.entry.dataset(source, "validation", 8, training=False)])), rel=0.05)
 
 
+@pytest.mark.slow
 def test_distillation_resumes_exactly_mirrored_equals_one_device_and_keeps_the_teacher_out(tmp_path):
     teacher = _teacher(tmp_path)
     teacher_weights = [np.asarray(w) for w in workdirs.pretrained_model(
@@ -152,6 +154,7 @@ def test_cli_teacher_flag_and_resume_with_another_teacher(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["translator", "lstm_lm", "t5"])
+@pytest.mark.slow
 def test_token_models_distill_per_position(name, tmp_path):
     """Token models distill over the vocabulary at each target position, padding left out."""
     from zoo import registry

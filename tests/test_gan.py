@@ -77,6 +77,7 @@ def test_two_phases_own_disjoint_variables(tmp_path):
         np.testing.assert_array_equal(v, start[id(v)])
 
 
+@pytest.mark.slow
 def test_wgan_gp_trains_the_same_on_two_replicas(tmp_path):
     entry, source = helpers.tiny_entry("gan", tmp_path / "assets")
     entry.config = dataclasses.replace(entry.config, gan_loss="wgan_gp")

@@ -73,6 +73,7 @@ def test_export_records_its_checkpoint(trained):
     assert manifest["checkpoint"]["step"] == 2 and manifest["checkpoint"]["path"].endswith("ckpt-2")
 
 
+@pytest.mark.slow
 def test_zoo_prints_only_its_own_output():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run([sys.executable, "-m", "zoo.cli", "list"], capture_output=True, text=True, cwd=ROOT,
@@ -118,6 +119,7 @@ def test_evaluate_scores_all_of_the_data_it_is_given(trained, capsys):
     assert commands.evaluate(workdir)["examples"] == workdirs.read(workdir)[2].eval_examples < 37
 
 
+@pytest.mark.slow
 def test_a_classifier_trained_with_validation_data_scores_the_given_file(tmp_path):
     train, dev, test = (tmp_path / f"{n}.csv" for n in ("train", "dev", "test"))
     for path, count in ((train, 40), (dev, 10), (test, 23)):

@@ -52,6 +52,7 @@ def test_greedy_matches_teacher_forcing_and_beam_of_one():
     np.testing.assert_array_equal(np.asarray(t5.beam(lm, source, 8, beam_size=1)), greedy)
 
 
+@pytest.mark.slow
 def test_generation_under_xla_equals_the_graph_generation(tmp_path):
     # The trainer's jit_compile=True compiles evaluate/predict's decoding loop with XLA.
     entry, source = helpers.tiny_entry("t5", tmp_path)
@@ -109,6 +110,7 @@ def test_bad_input_names_the_file_line_or_key(tmp_path):
         cls.preset(str(bert))
 
 
+@pytest.mark.slow
 def test_a_local_keras_hub_preset_gives_its_vocabulary_and_weights(tmp_path):
     import keras_hub
 

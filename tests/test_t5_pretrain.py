@@ -74,6 +74,7 @@ def test_pretraining_data_round_trips_through_the_sentinels(tmp_path):
     np.testing.assert_array_equal(batch["inputs"], again["inputs"])
 
 
+@pytest.mark.slow
 def test_pretraining_resumes_exactly_and_starts_t5(tmp_path):
     entry, source = helpers.tiny_entry("t5_pretrain", tmp_path / "assets")
     config = TrainerConfig(steps=4, batch_size=8, log_every=1, checkpoint_every=2, seed=0, clipnorm=0.0)

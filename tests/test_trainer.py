@@ -45,6 +45,7 @@ def test_two_phases_under_mirrored_match_one_device(toy, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(set(registry.names()) - {toy_entry.NAME}))
+@pytest.mark.slow
 def test_every_entry_trains_under_xla(name, tmp_path):
     entry, source = helpers.tiny_entry(name, tmp_path)
     config = TrainerConfig(steps=2, batch_size=8, jit_compile=True, steps_per_execution=2, log_every=2)
@@ -161,6 +162,7 @@ def test_early_stopping_keeps_best_and_plots(toy, tmp_path):
     assert (tmp_path / "training_curves.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_run_killed_between_evaluations_stops_early_where_one_never_killed_does(toy, tmp_path):
     # Early stopping's state is in the checkpoint: evaluations after the last checkpoint are
     # replayed on resume, not counted twice (once they were, from a best.json on disk).

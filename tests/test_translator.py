@@ -125,6 +125,7 @@ def test_tfds_translation_source(tmp_path):
     assert int(tf.reduce_sum(tf.cast(batch["labels"] == EOS, tf.int32))) == 8
 
 
+@pytest.mark.slow
 def test_decoding_settings_are_chosen_on_validation_and_kept(tmp_path):
     from zoo.translator.entry import DECODING_FILE, DECODING_GRID
 

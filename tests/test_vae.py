@@ -119,6 +119,7 @@ def test_training_writes_grids_each_epoch_from_fixed_latents(tmp_path):
     np.testing.assert_array_equal(tf.io.decode_png(tf.io.read_file(again[0])).numpy(), samples[1])
 
 
+@pytest.mark.slow
 def test_resume_draws_the_same_noise(tmp_path):
     data = _small_npz(tmp_path)
 

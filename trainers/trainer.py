@@ -325,7 +325,7 @@ class Trainer:
                 if one_replica:
                     # Read beside the step, not after it: the loop's condition then waits on
                     # no step's result, and the next step may start early (deciding on the
-                    # step's own outputs cost 3-6% of the step rate at steps_per_execution=100).
+                    # step's own outputs cost a few percent of the step rate: WORKSPACE_NOTES.md).
                     stopped = self._stop_flag.read_value() > 0
                 else:
                     # Several replicas decide on the flag all-reduced inside the step: the same

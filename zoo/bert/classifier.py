@@ -26,8 +26,8 @@ CLASS_WEIGHTS = "class_weights.json"
 # query scaling, scores, mask selects, softmax, context product and the transposes between
 # them, however Keras traces them: `einsum` + `Mul` or a scaled query + `MatMul`), while the
 # query/key/value/output projections, the feed-forward and the layer norms run in int8. On
-# SST-2 this keeps int8 within 0.0 points of float (a pattern missing the transposes lost
-# 1.72; WORKSPACE_NOTES.md "BERT int8").
+# SST-2 this keeps int8 level with float, where a pattern missing the transposes lost points
+# (figures: WORKSPACE_NOTES.md "BERT int8").
 ATTENTION_FLOAT_NODES = (r"self_attention_layer(_\d+)*/(?!(query|key|value|attention_output)(_\d+)*/)",)
 
 
