@@ -200,12 +200,11 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, expected, 
                 "full_integer": (op_sets == [tflite.INT8] and not servable.int8_float_nodes
                                  if base == "int8" else None),
                 "float_nodes": list(servable.int8_float_nodes) if base == "int8" else None,
-                "parity": {"verified": False}}
+                "parity": {"verified": False}, "xnnpack": tflite.uses_xnnpack(path, name)}
     if checks.verify:
         artifact["parity"], artifact["latency_ms_batch1"] = _check_tflite(
-            entry, servable, path, name, inputs, references, expected, base, checks)
+            entry, servable, path, name, inputs, references, expected, base, checks, artifact["xnnpack"])
     artifact["ops"] = tflite.op_names(path)
-    artifact["xnnpack"] = tflite.uses_xnnpack(path, name)
     if base == "int8":  # where selective quantization leaves float ops, they show here
         artifact["op_output_types"] = tflite.op_output_types(path)
     # Custom kernels an app must register (builtin op names are upper case).
@@ -213,11 +212,11 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, expected, 
     return artifact
 
 
-def _check_tflite(entry, servable, path, name, inputs, references, expected, quantize, checks):
+def _check_tflite(entry, servable, path, name, inputs, references, expected, quantize, checks, xnnpack=None):
     """(parity, batch-1 latency) of a converted model; raises when it fails. A quantized model
     is `verified` only when its task metric was measured against Keras (its outputs are
     expected to differ, so mismatches alone prove nothing)."""
-    actual, latency_ms = tflite.run_rows(path, name, servable.encode(inputs))
+    actual, latency_ms = tflite.run_rows(path, name, servable.encode(inputs), xnnpack)
     bad = sorted(_mismatches(expected, actual, checks.max_abs_diff))
     parity = {"verified": quantize == "none", "checked": len(inputs), "mismatches": len(bad)}
     metric = servable.metric or ((entry.task_metric, entry.score, "max") if entry.task_metric else None)

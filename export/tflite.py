@@ -173,23 +173,25 @@ def uses_xnnpack(path, signature):
         return False
 
 
-def signature_runner(path, signature):
-    """A signature runner of the model at `path`, on XNNPACK where it takes the model."""
+def signature_runner(path, signature, xnnpack=None):
+    """A signature runner of the model at `path`, on XNNPACK where it takes the model
+    (`xnnpack`: whether it does, when the caller knows already)."""
     from ai_edge_litert.interpreter import OpResolverType
 
-    if uses_xnnpack(path, signature):
+    if uses_xnnpack(path, signature) if xnnpack is None else xnnpack:
         return interpreter(path).get_signature_runner(signature)
     return interpreter(path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
                        ).get_signature_runner(signature)
 
 
-def run_rows(path, signature, inputs):
-    """Runs a batch-1 TFLite signature over each row of `inputs` (dict of arrays).
+def run_rows(path, signature, inputs, xnnpack=None):
+    """Runs a batch-1 TFLite signature over each row of `inputs` (dict of arrays), on XNNPACK
+    where it takes the model (`signature_runner`).
 
     Returns:
         (dict of output name to the rows' outputs stacked, median milliseconds per row).
     """
-    runner = signature_runner(path, signature)
+    runner = signature_runner(path, signature, xnnpack)
     in_details, out_details = runner.get_input_details(), runner.get_output_details()
     # Integer inputs/outputs of a float signal (--int8_io): quantize on the way in,
     # dequantize on the way out, with the model's own scale and zero point.

@@ -100,11 +100,6 @@ def select(model, pattern=DEFAULT_VARIABLES, structure="unstructured"):
     return chosen
 
 
-def sparsity_of(model, pattern=DEFAULT_VARIABLES, structure="unstructured"):
-    """{variable path: share of zeros} of the variables pruning chooses (what exports report)."""
-    return {v.path: round(float(np.mean(np.asarray(v.numpy()) == 0)), 4) for v in select(model, pattern, structure)}
-
-
 class Pruner:
     """Masks of a model's chosen weights, updated and applied by the trainer.
 
@@ -152,10 +147,20 @@ class Pruner:
         return (f"{len(self.weights)} weight tensors to {s.target:g} sparsity ({self.structure}) "
                 f"from step {s.begin} to {int(s.end())}, masks updated every {s.frequency} steps")
 
+    def _zeros(self):
+        return [int(np.sum(np.asarray(w.numpy()) == 0)) for w in self.weights]
+
     def sparsity(self):
         """The share of zeros over all pruned weights now."""
-        zeros = sum(float(tf.reduce_sum(tf.cast(tf.equal(w.value, 0), tf.float64))) for w in self.weights)
-        return zeros / sum(int(np.prod(w.shape)) for w in self.weights)
+        return sum(self._zeros()) / sum(int(np.prod(w.shape)) for w in self.weights)
+
+    def report(self):
+        """What an export's manifest says of the pruned weights: their overall share of zeros,
+        their count beside the model's, and each tensor's share."""
+        sizes = [int(np.prod(w.shape)) for w in self.weights]
+        zeros = self._zeros()
+        return {"pruned": round(sum(zeros) / sum(sizes), 4), "pruned_parameters": sum(sizes),
+                "tensors": {w.path: round(z / n, 4) for w, z, n in zip(self.weights, zeros, sizes)}}
 
     def after_step(self, step):
         """Recomputes the masks when the schedule says so at `step`, then masks the weights.

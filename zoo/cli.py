@@ -106,13 +106,13 @@ def _list(fv, args):
 
 
 def _train(fv, args):
-    from zoo import commands, fileio
+    from zoo import commands
 
     overrides = list(fv.config)
     if fv.init_from:
-        overrides.append(f"init_from={fileio.absolute(fv.init_from)}")
+        overrides.append(f"init_from={fv.init_from}")  # stored absolute by commands.train
     if fv.teacher:
-        overrides.append(f"teacher={fileio.absolute(fv.teacher)}")
+        overrides.append(f"teacher={fv.teacher}")
     if fv.skip_bad_rows:
         overrides.append("skip_bad_rows=true")
     result = commands.train(fv.model, fv.workdir, data=fv.data, preset=fv.preset, steps=fv.steps,

@@ -15,8 +15,6 @@ Example:
 import dataclasses
 import time
 
-import numpy as np
-
 from trainers import Trainer, TrainerConfig
 from trainers.strategy import is_chief, make_strategy
 from zoo import fileio, registry, sources, workdir as workdirs
@@ -270,14 +268,7 @@ def export(workdir, formats=("saved_model", "tflite"), num_checks=100, quantize=
 def sparsity_report(trainer):
     """What a pruned model's manifest says of its sparsity (None when it was not pruned)."""
     c = trainer.config
-    if not c.prune_sparsity:
+    if trainer.pruner is None:
         return None
-    from trainers import pruning
-
-    tensors = pruning.sparsity_of(trainer.model, c.prune_variables, c.prune_structure)
-    sizes = {v.path: int(np.prod(v.shape)) for v in pruning.select(trainer.model, c.prune_variables, c.prune_structure)}
-    overall = sum(tensors[p] * sizes[p] for p in tensors) / max(sum(sizes.values()), 1)
-    total = sum(int(np.prod(v.shape)) for v in trainer.model.weights)
     return {"target": c.prune_sparsity, "structure": c.prune_structure, "variables": c.prune_variables,
-            "pruned": round(overall, 4), "pruned_parameters": sum(sizes.values()), "all_parameters": total,
-            "tensors": tensors}
+            **trainer.pruner.report(), "all_parameters": trainer.model.count_params()}
