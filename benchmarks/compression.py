@@ -6,9 +6,14 @@ Every model is trained by the README's command with the entry's defaults (one pa
 `sst2_train.tsv`, AdamW with warmup and linear decay), scored on all of `sst2_dev.tsv`:
 
 - `teacher`: `bert_classifier --preset=small` (4 layers of 256), the dense reference.
+- `teachers`: `--teachers` - 1 more runs of the teacher's command at seeds 1, 2, ...: with the
+  teacher they form the ensemble the students learn from (`--teacher=A,B`: the mean of their
+  distributions); its own dev accuracy (mean of the members' probabilities) is reported.
 - `students`: a student of 2 layers of 128 (`--config num_layers=2 hidden_dim=128 num_heads=2
-  intermediate_dim=512`) trained alone, and the same student with `--teacher=` the teacher
-  (the defaults `distill_alpha=0.5`, `distill_temperature=2`), for the same steps.
+  intermediate_dim=512`) trained alone, and the same student with `--teacher=` the ensemble
+  (the defaults `distill_alpha=0.5`, `distill_temperature=4`), for the same steps, at each of
+  `--student_seeds`; each also with `--student_augment` (word pieces masked at random: the
+  teacher labels the altered sentence, as in Tang et al. 2019's distillation with augmentation).
 - `prune`: the teacher's model pruned to each of `--sparsities` during its training
   (`--config prune_sparsity=S`, the default schedule: from step 0 to two thirds of the run).
 
@@ -38,13 +43,19 @@ FLAGS = flags.FLAGS
 DATA = os.path.join(ROOT, "..", "shared", "data", "classification")
 flags.DEFINE_string("data_dir", DATA, "Folder with sst2_train.tsv and sst2_dev.tsv.")
 flags.DEFINE_string("workroot", "/tmp/zoo-compression", "Where the workdirs go (kept: re-runs reuse them).")
-flags.DEFINE_list("parts", ["teacher", "students", "prune", "vae", "export"], "Which runs.")
+flags.DEFINE_list("parts", ["teacher", "teachers", "students", "prune", "vae", "export"], "Which runs.")
+flags.DEFINE_list("student_augment", ["token_dropout=0.1"],
+                  "--config of a second run of every student (alone and distilled) with its inputs augmented "
+                  "(word pieces masked at random, Tang et al. 2019); empty: none.")
+flags.DEFINE_integer("teachers", 1, "Members of the teacher ensemble (the teacher at seed 0, then seeds 1, ...).")
+flags.DEFINE_list("student_seeds", ["0", "1"], "Seeds of the students (alone and distilled).")
 flags.DEFINE_string("mnist", os.path.join(ROOT, "..", "shared", "data", "images", "mnist_train.npz"), "MNIST .npz.")
 flags.DEFINE_float("vae_minutes", 10.0, "Training wall time of each VAE.")
 flags.DEFINE_list("vae_sparsity", ["0.8"], "Pruning targets of the VAE.")
 flags.DEFINE_list("sparsities", ["0.5", "0.8", "0.9"], "Pruning targets.")
 flags.DEFINE_list("student", ["num_layers=2", "hidden_dim=128", "num_heads=2", "intermediate_dim=512"],
                   "The student's --config (model size).")
+flags.DEFINE_string("student_name", "student", "Prefix of the students' workdirs (one per --student size).")
 flags.DEFINE_list("distill_config", [], "Extra --config of the distilled student (default: none).")
 flags.DEFINE_integer("cores", 2, "Runs at once, one core each.")
 flags.DEFINE_integer("num_checks", 200, "Dev sentences each TFLite file is checked and timed on.")
@@ -82,7 +93,7 @@ def _train_args(name, data, *config, teacher=None, model="bert_classifier", pres
             f"--preset={preset}"]
     args += [f"--config={c}" for c in config]
     if teacher:
-        args.append(f"--teacher={os.path.join(FLAGS.workroot, teacher)}")
+        args.append(f"--teacher={','.join(os.path.join(FLAGS.workroot, t) for t in teacher.split(','))}")
     return name, args
 
 
@@ -118,6 +129,27 @@ def _figures(name, quantize, signature, metric):
                           "drop": a["parity"].get("drop"), "xnnpack": a.get("xnnpack")} for q, a in files.items()}}
 
 
+def _seeded(name, seed):
+    return name if str(seed) == "0" else f"{name}_seed{seed}"
+
+
+def _ensemble_accuracy(names, dev):
+    """Dev accuracy (%) of the mean of the members' class probabilities: what the students learn from."""
+    import numpy as np
+    from keras import ops
+
+    from zoo import commands, sources
+
+    probabilities, labels = 0.0, None
+    for name in names:
+        entry, trainer, _ = commands.restore(os.path.join(FLAGS.workroot, name))
+        batches = list(entry.dataset(sources.parse(dev), sources.ALL, 64, training=False))
+        logits = np.concatenate([np.asarray(entry.loss_and_logits(trainer.model, b, False)[1]) for b in batches])
+        probabilities = probabilities + np.asarray(ops.softmax(logits, axis=-1)) / len(names)
+        labels = np.concatenate([np.asarray(b["labels"]).reshape(-1) for b in batches])
+    return float((probabilities.argmax(-1) == labels).mean() * 100)
+
+
 def _table(rows, dense):
     print("\n| model | steps | validation | parameters | sparsity | TFLite file | bytes | x dense f32 | batch-1 ms | "
           "metric drop vs Keras |")
@@ -146,8 +178,19 @@ def main(argv):
     jobs = []
     if sst2 and "teacher" in FLAGS.parts and not _trained("teacher"):
         jobs.append(_train_args("teacher", train, dev_config))
-    if sst2 and "students" in FLAGS.parts and not _trained("student_alone"):
-        jobs.append(_train_args("student_alone", train, dev_config, *FLAGS.student))
+    members = ["teacher"] + [f"teacher_seed{i}" for i in range(1, FLAGS.teachers)]
+    if sst2 and "teachers" in FLAGS.parts:
+        jobs += [_train_args(n, train, dev_config, f"seed={i}") for i, n in enumerate(members) if i and not _trained(n)]
+    # (name, its --config after the student's size, teacher) of every student run.
+    augmented = [("", [])] + ([("_aug", FLAGS.student_augment)] if FLAGS.student_augment else [])
+    students = [(_seeded(f"{FLAGS.student_name}_alone{tag}", seed), [f"seed={seed}", *extra], None)
+                for seed in FLAGS.student_seeds for tag, extra in augmented] + \
+               [(_seeded(f"{FLAGS.student_name}_distilled_{len(members)}{tag}", seed),
+                 [f"seed={seed}", *extra, *FLAGS.distill_config], ",".join(members))
+                for seed in FLAGS.student_seeds for tag, extra in augmented]
+    if sst2 and "students" in FLAGS.parts:
+        jobs += [_train_args(name, train, dev_config, *FLAGS.student, *config)
+                 for name, config, teacher in students if not teacher and not _trained(name)]
     if sst2 and "prune" in FLAGS.parts:
         jobs += [_train_args(n, train, dev_config, f"prune_sparsity={s}") for n, s in zip(pruned, FLAGS.sparsities)
                  if not _trained(n)]
@@ -156,21 +199,24 @@ def main(argv):
         jobs += [_train_args(n, FLAGS.mnist, budget, *([f"prune_sparsity={s}"] if s else []), model="vae")
                  for n, s in zip(vaes, [None] + FLAGS.vae_sparsity) if not _trained(n)]
     _run_all(jobs)
-    if sst2 and "students" in FLAGS.parts and not _trained("student_distilled"):
-        _run_all([_train_args("student_distilled", train, dev_config, *FLAGS.student, *FLAGS.distill_config,
-                              teacher="teacher")])
+    if sst2 and "students" in FLAGS.parts:
+        _run_all([_train_args(name, train, dev_config, *FLAGS.student, *config, teacher=teacher)
+                  for name, config, teacher in students if teacher and not _trained(name)])
     if "export" not in FLAGS.parts:
         return
     results = {}
     if sst2:
         rows = {}
-        for name, quantize in [("teacher", ("none", "dynamic", "int8")), ("student_alone", ("none", "int8")),
-                               ("student_distilled", ("none", "int8"))] + \
+        for name, quantize in [("teacher", ("none", "dynamic", "int8"))] + \
+                [(name, ("none", "int8")) for name, _, _ in students] + \
                 [(n, ("none", "sparse", "sparse_dynamic", "sparse_int8")) for n in pruned]:
             if _trained(name):
                 rows[name] = _figures(name, quantize, "classify_ids", "accuracy")
         _table(rows, rows.get("teacher", {}).get("files", {}).get("none", {}).get("bytes"))
         results["sst2"] = rows
+        if len(members) > 1 and all(_trained(n) for n in members):
+            results["sst2_ensemble"] = _ensemble_accuracy(members, dev)
+            print(f"\nteacher ensemble {' + '.join(members)}: dev accuracy {results['sst2_ensemble']:.2f}")
     if mnist and "vae" in FLAGS.parts:
         rows = {n: _figures(n, ("none",) if n == "vae_dense" else ("none", "sparse", "sparse_dynamic"), "decoder",
                             "neg_elbo") for n in vaes if _trained(n)}

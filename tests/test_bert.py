@@ -68,6 +68,17 @@ def test_csv_tsv_jsonl_and_class_folders_read_the_same_examples(tmp_path):
         got = labelled.read(str(path)).examples
         assert sorted((e.text, e.label) for e in got) == expected, path
     assert labelled.read(csv).examples[2].where == f"{csv}:4"
+    # Class folders: text files only, and an empty one is named like a bad row.
+    (tmp_path / "folders" / "neg" / "notes.md").write_text("not an example")
+    assert len(labelled.read(str(tmp_path / "folders")).examples) == len(rows)
+    empty = tmp_path / "folders" / "neu" / "empty.txt"
+    empty.write_text("  \n")
+    with pytest.raises(DataError, match=rf"{empty}: empty text"):
+        labelled.read(str(tmp_path / "folders"))
+    (tmp_path / "bare" / "pos").mkdir(parents=True)
+    (tmp_path / "bare" / "pos" / "a.md").write_text("x")
+    with pytest.raises(DataError, match=r"bare: no usable examples"):
+        labelled.read(str(tmp_path / "bare"))
 
 
 def test_bad_rows_name_file_and_line_unless_skipped(tmp_path):

@@ -41,11 +41,11 @@ def test_kl_against_a_hand_computed_case_and_keras_distillation():
                                rtol=1e-5)
 
 
-def _teacher(tmp_path):
-    path = str(tmp_path / "teacher")
+def _teacher(tmp_path, name="teacher", seed=0, data=None):
+    path = str(tmp_path / name)
     if not workdirs.exists(path):
-        commands.train("bert_classifier", path, preset="tiny", steps=4, batch_size=8, evaluate=False,
-                       overrides=["checkpoint_every=100"])
+        commands.train("bert_classifier", path, preset="tiny", steps=4, batch_size=8, evaluate=False, data=data,
+                       overrides=["checkpoint_every=100", f"seed={seed}"])
     return path
 
 
@@ -72,7 +72,7 @@ def test_the_distilled_loss_is_alpha_task_plus_teacher_kl(tmp_path):
     trainer, source = _student_trainer(teacher, tmp_path / "student")
     batch = next(iter(trainer.entry.dataset(source, "train", 8, training=True)))
     task, logits, _ = trainer.entry.loss_and_logits(trainer.model, batch, False)
-    _, teacher_logits, _ = trainer.teacher.entry.loss_and_logits(trainer.teacher.model, batch, False)
+    _, teacher_logits, _ = trainer.teacher.entries[0].loss_and_logits(trainer.teacher.models[0], batch, False)
     assert not np.allclose(np.asarray(logits), np.asarray(teacher_logits))
     kl = distillation.kl_per_example(teacher_logits, logits, 3.0)
     # The tiny preset has no dropout, so training=True computes the same forward pass.
@@ -82,6 +82,45 @@ def test_the_distilled_loss_is_alpha_task_plus_teacher_kl(tmp_path):
     assert trainer.validation_loss(source) == pytest.approx(
         float(np.mean([np.asarray(trainer.entry.loss(trainer.model, b, False)).mean()
                        for b in trainer.entry.dataset(source, "validation", 8, training=False)])), rel=0.05)
+
+
+def test_an_ensemble_teaches_the_mean_of_its_distributions(tmp_path):
+    teachers = [_teacher(tmp_path), _teacher(tmp_path, "teacher_seed1", seed=1)]
+    trainer, source = _student_trainer(",".join(teachers), tmp_path / "student", alpha=0.0)
+    assert [os.path.dirname(c) for c in trainer.teacher.checkpoints] == [os.path.join(t, "checkpoints")
+                                                                         for t in teachers]
+    batch = next(iter(trainer.entry.dataset(source, "train", 8, training=True)))
+    members = [np.asarray(e.loss_and_logits(m, batch, False)[1], "float64")
+               for e, m in zip(trainer.teacher.entries, trainer.teacher.models)]
+    assert not np.allclose(members[0], members[1])  # two seeds: two different teachers
+    _, logits, _ = trainer.entry.loss_and_logits(trainer.model, batch, False)
+
+    def softmax(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    # The ensemble's distribution at T is the mean of its members' (checked on logits far
+    # apart: these 4-step teachers are close to uniform at T = 3).
+    wide = [m * (6.0 / np.abs(m).max()) for m in members]
+    p = (softmax(wide[0] / 3.0) + softmax(wide[1] / 3.0)) / 2
+    np.testing.assert_allclose(softmax(np.asarray(distillation.ensemble_logits(wide, 3.0), "float64") / 3.0), p,
+                               rtol=1e-5, atol=1e-7)
+    assert not np.allclose(softmax((wide[0] + wide[1]) / 6.0), p, atol=1e-3)  # not the mean of the logits
+    # The trainer's loss (alpha 0) is the KL from that ensemble.
+    teacher_logits = trainer.teacher.logits(batch)
+    np.testing.assert_allclose(np.asarray(teacher_logits), np.asarray(distillation.ensemble_logits(members, 3.0)),
+                               rtol=1e-6)
+    want = distillation.kl_per_example(teacher_logits, logits, 3.0)
+    got = np.asarray(trainer.phases[0].loss(trainer.model, batch, training=True))
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5)
+    # Teachers that read differently (another vocabulary) cannot form an ensemble.
+    data = tmp_path / "other.csv"
+    data.write_text("text,label\n" + "".join(f"word{i} text{i},{label}\n" for i in range(30)
+                                             for label in ("negative", "neutral", "positive")))
+    stranger = _teacher(tmp_path, "stranger", data=str(data))
+    with pytest.raises(ConfigError, match=r"--teacher: .*stranger and .*teacher differ in assets/vocab.txt"):
+        commands.train("bert_classifier", str(tmp_path / "s"), preset="tiny", steps=1,
+                       overrides=[f"teacher={teachers[0]},{stranger}"])
 
 
 @pytest.mark.slow
@@ -102,7 +141,7 @@ def test_distillation_resumes_exactly_mirrored_equals_one_device_and_keeps_the_t
     for a, b in zip(straight.model.weights, two.model.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5, err_msg=a.path)
     # The teacher stayed frozen and is not in the student's checkpoint.
-    for a, b in zip(teacher_weights, straight.teacher.model.weights):
+    for a, b in zip(teacher_weights, straight.teacher.models[0].weights):
         np.testing.assert_array_equal(a, np.asarray(b))
     alone, _ = _student_trainer("", tmp_path / "alone", steps=1)
     alone.train(source, evaluate=False)
@@ -111,7 +150,7 @@ def test_distillation_resumes_exactly_mirrored_equals_one_device_and_keeps_the_t
         return sorted(tf.train.list_variables(tf.train.latest_checkpoint(str(tmp_path / name / "checkpoints"))))
 
     assert stored("straight") == stored("alone")
-    assert straight.teacher.model.count_params() > straight.model.count_params()
+    assert straight.teacher.models[0].count_params() > straight.model.count_params()
 
 
 def test_a_teacher_of_another_task_is_refused_naming_both(tmp_path):
@@ -170,7 +209,7 @@ def test_token_models_distill_per_position(name, tmp_path):
     trainer = Trainer(entry, config, str(tmp_path / "student"))
     batch = next(iter(entry.dataset(source, "train", 8, training=True)))
     _, logits, mask = entry.loss_and_logits(trainer.model, batch, False)
-    _, teacher_logits, _ = trainer.teacher.entry.loss_and_logits(trainer.teacher.model, batch, False)
+    _, teacher_logits, _ = trainer.teacher.entries[0].loss_and_logits(trainer.teacher.models[0], batch, False)
     assert logits.shape == teacher_logits.shape and len(logits.shape) == 3 and mask.shape == logits.shape[:2]
     assert 0 < float(np.asarray(mask).mean()) <= 1
     # With alpha 0 and T 1, the validation-mode forward gives the masked mean KL per example.

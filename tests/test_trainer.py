@@ -96,6 +96,19 @@ def test_schedules():
     assert [float(scaled(s)) for s in (5, 10, 55, 100)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
     planned.assign(200)
     assert [float(scaled(s)) for s in (10, 20, 110, 200)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
+    # At a fixed length the curves are Keras's own: CosineDecay with its linear warmup, and
+    # PolynomialDecay (power 1) after the warmup.
+    import keras
+
+    steps = range(0, 131, 7)
+    ours = WarmupDecay(3e-4, warmup_steps=20, total_steps=130, decay="cosine")
+    keras_cosine = keras.optimizers.schedules.CosineDecay(0.0, 110, warmup_target=3e-4, warmup_steps=20)
+    np.testing.assert_allclose([float(ours(s)) for s in steps], [float(keras_cosine(s)) for s in steps],
+                               rtol=1e-5, atol=1e-10)
+    ours = WarmupDecay(3e-4, warmup_steps=20, total_steps=130, decay="linear")
+    keras_linear = keras.optimizers.schedules.PolynomialDecay(3e-4, 110, end_learning_rate=0.0, power=1.0)
+    np.testing.assert_allclose([float(ours(s)) for s in steps if s >= 20],
+                               [float(keras_linear(s - 20)) for s in steps if s >= 20], rtol=1e-5, atol=1e-10)
 
 
 def test_length_is_picked_from_the_data_size_and_printed(toy, tmp_path, capsys, monkeypatch):

@@ -44,7 +44,8 @@ class TrainerConfig:
             min for names containing "loss" or "distance").
         early_stopping_patience: evaluations without improvement before training stops.
         teacher: a trained workdir of the same model and task (`--teacher=WORKDIR`) whose
-            predictions the model also learns from (knowledge distillation); "" : none.
+            predictions the model also learns from (knowledge distillation); several separated by
+            commas teach as an ensemble (the mean of their distributions at `T`); "" : none.
         distill_alpha: the task loss's weight; the distillation term gets `1 - alpha`.
         distill_temperature: `T`: both models' logits are divided by it before the KL
             divergence, which is multiplied by `T^2` (Hinton et al. 2015). A teacher is sure

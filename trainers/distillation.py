@@ -16,11 +16,13 @@ branch is skipped and the KL divergence is taken of the scaled logits themselves
 `loss=keras.losses.KLDivergence()`.)
 """
 
+import math
 import os
 
 import tensorflow as tf
 from keras import ops
 
+from zoo import fileio
 from zoo import workdir as workdirs
 from zoo.config import ConfigError
 
@@ -46,6 +48,29 @@ def kl_per_example(teacher_logits, student_logits, temperature, mask=None):
     if mask is not None:
         kl = ops.sum(kl * mask, -1) / ops.maximum(ops.sum(mask, -1), 1.0)
     return temperature * temperature * kl
+
+
+def teacher_paths(value):
+    """The teacher workdirs of `--teacher=A[,B...]` (several: an ensemble)."""
+    return [path.strip() for path in value.split(",") if path.strip()]
+
+
+def ensemble_logits(logits, temperature):
+    """Logits whose distribution at `temperature` is the mean of the teachers' distributions at it.
+
+    An ensemble teaches through the average of its members' softened predictions (Hinton et al.
+    2015, section 3); returning it as logits keeps `kl_per_example` the one formula.
+
+    Example:
+        >>> import numpy as np
+        >>> both = ensemble_logits([np.log([[0.9, 0.1]]), np.log([[0.5, 0.5]])], 1.0)
+        >>> np.round(np.exp(np.asarray(both)), 3)
+        array([[0.7, 0.3]], dtype=float32)
+    """
+    if len(logits) == 1:
+        return logits[0]
+    log_p = ops.stack([ops.log_softmax(ops.cast(t, "float32") / temperature, axis=-1) for t in logits])
+    return temperature * (ops.logsumexp(log_p, axis=0) - math.log(len(logits)))
 
 
 def check_settings(config):
@@ -80,11 +105,46 @@ def check_teacher(path, cls, model_config):
     return teacher_cls, teacher_config
 
 
-class Teacher:
-    """A frozen teacher model (built under the caller's strategy scope) and the distilled loss.
+def check_teachers(value, cls, model_config):
+    """`[(path, entry class, model config)]` of `--teacher=A[,B...]`, each checked by
+    `check_teacher`; the members of an ensemble must read and predict alike (the same assets:
+    vocabularies, labels), since the student takes the first one's.
 
-    It is not part of the student's model, checkpoint or exports: a resumed run reads the
-    teacher's latest checkpoint again.
+    Raises:
+        ConfigError: naming the teacher and what differs.
+    """
+    paths = teacher_paths(value)
+    if not paths:
+        raise ConfigError(f"--teacher={value!r}: expected a workdir, or several separated by commas.")
+    checked = [(path, *check_teacher(path, cls, model_config)) for path in paths]
+    first = _asset_files(paths[0])
+    for path in paths[1:]:
+        other = _asset_files(path)
+        differ = sorted(name for name in set(first) | set(other) if first.get(name) != other.get(name))
+        if differ:
+            raise ConfigError(f"--teacher: {path} and {paths[0]} differ in assets/{differ[0]}: the teachers of an "
+                              f"ensemble must share their vocabulary and labels (train them on the same --data "
+                              f"with the same model settings).")
+    return checked
+
+
+def _asset_files(workdir):
+    """{relative path: bytes} of the files under `workdir/assets`."""
+    root = fileio.join(workdir, "assets")
+    files = {}
+    for folder, _, names in fileio.walk(root):
+        for name in names:
+            path = fileio.join(folder, name)
+            files[os.path.relpath(path, root)] = fileio.read_bytes(path)
+    return files
+
+
+class Teacher:
+    """The frozen teacher models (built under the caller's strategy scope) and the distilled loss.
+
+    `--teacher=A,B,...` names an ensemble: the student learns the mean of their distributions
+    at the temperature (`ensemble_logits`). Teachers are not part of the student's model,
+    checkpoint or exports: a resumed run reads each teacher's latest checkpoint again.
 
     Args:
         entry: the student's `ZooEntry` (its `static_shapes`, `batch_size` set by the trainer).
@@ -93,30 +153,40 @@ class Teacher:
 
     def __init__(self, entry, config):
         check_settings(config)
-        cls, model_config = check_teacher(config.teacher, type(entry), entry.config)
-        self.entry = cls(model_config, config.teacher)
-        self.entry.load_assets()
-        self.entry.static_shapes, self.entry.batch_size = entry.static_shapes, entry.batch_size
-        self.model = self.entry.build_model()
-        self.checkpoint = tf.train.latest_checkpoint(os.path.join(config.teacher, "checkpoints"))
-        tf.train.Checkpoint(model=self.model).read(self.checkpoint).expect_partial()
-        self.model.trainable = False
+        self.entries, self.models, self.checkpoints = [], [], []
+        for path, cls, model_config in check_teachers(config.teacher, type(entry), entry.config):
+            teacher = cls(model_config, path)
+            teacher.load_assets()
+            teacher.static_shapes, teacher.batch_size = entry.static_shapes, entry.batch_size
+            model = teacher.build_model()
+            checkpoint = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
+            tf.train.Checkpoint(model=model).read(checkpoint).expect_partial()
+            model.trainable = False
+            self.entries.append(teacher)
+            self.models.append(model)
+            self.checkpoints.append(checkpoint)
         self.alpha, self.temperature = float(config.distill_alpha), float(config.distill_temperature)
         self.student = entry
+
+    def logits(self, batch):
+        """The teachers' logits of `batch` (one teacher's own; an ensemble's by `ensemble_logits`)."""
+        logits = [entry.loss_and_logits(model, batch, False)[1] for entry, model in zip(self.entries, self.models)]
+        return ensemble_logits(logits, self.temperature)
 
     def loss(self, model, batch, training):
         """The distilled loss of each example (the task loss alone when not training)."""
         task, logits, mask = self.student.loss_and_logits(model, batch, training)
         if not training:
             return task
-        _, teacher_logits, _ = self.entry.loss_and_logits(self.model, batch, False)
+        teacher_logits = self.logits(batch)
         if teacher_logits.shape[-1] != logits.shape[-1]:
-            raise ConfigError(f"--teacher={self.entry.workdir}: predicts over {teacher_logits.shape[-1]} outputs, "
-                              f"the student over {logits.shape[-1]}.")
+            raise ConfigError(f"--teacher={self.entries[0].workdir}: predicts over {teacher_logits.shape[-1]} "
+                              f"outputs, the student over {logits.shape[-1]}.")
         kl = kl_per_example(ops.stop_gradient(teacher_logits), logits, self.temperature, mask)
         return self.alpha * task + (1.0 - self.alpha) * kl
 
 
 def describe(teacher):
-    return (f"Distilling from {teacher.checkpoint} (alpha={teacher.alpha:g}, temperature={teacher.temperature:g}; "
-            f"teacher {teacher.model.count_params():,} parameters).")
+    params = " + ".join(f"{model.count_params():,}" for model in teacher.models)
+    return (f"Distilling from {', '.join(teacher.checkpoints)} (alpha={teacher.alpha:g}, "
+            f"temperature={teacher.temperature:g}; teacher parameters {params}).")

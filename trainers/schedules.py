@@ -21,6 +21,12 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     `total_steps` is an int, or a variable the trainer moves when the run has a time budget
     (the decay then ends where the budget does). With `warmup_steps` 0, the warmup is
     `warmup_fraction` of `total_steps`, so it scales with the run's length.
+
+    At a fixed length the curves are Keras's `CosineDecay` (with `warmup_target`) and
+    `PolynomialDecay` (power 1) after the warmup (`tests/test_trainer.py` checks this). The
+    zoo keeps its own class because the end of the decay moves during training (a time budget
+    re-fits `total_steps` to the measured speed, and the warmup share follows it); Keras's
+    schedules take their step counts as fixed numbers when they are built.
     """
 
     def __init__(self, peak, warmup_steps, total_steps, decay="constant", warmup_fraction=0.0):

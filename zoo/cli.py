@@ -39,7 +39,8 @@ def _define_train(fv):
                         flag_values=fv)
     flags.DEFINE_string("teacher", None, "A trained workdir of the same model and task whose predictions the "
                         "model also learns from (knowledge distillation; --config distill_alpha=, "
-                        "distill_temperature=). The student takes the teacher's vocabulary and labels.",
+                        "distill_temperature=); several, separated by commas, teach as an ensemble (the mean of "
+                        "their distributions). The student takes the teacher's vocabulary and labels.",
                         flag_values=fv)
     flags.DEFINE_bool("skip_bad_rows", False, "Leave out bad data rows (empty text, missing or unknown label) "
                       "and report how many, instead of failing on the first one.", flag_values=fv)

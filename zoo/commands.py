@@ -106,10 +106,10 @@ def _take_teacher_assets(entry, teacher, source):
     takes the teacher's assets (vocabularies, labels) instead of learning its own."""
     from trainers import distillation
 
-    distillation.check_teacher(teacher, type(entry), entry.config)
-    fileio.copy_tree(fileio.join(teacher, "assets"), entry.assets_dir)
+    first = distillation.check_teachers(teacher, type(entry), entry.config)[0][0]
+    fileio.copy_tree(fileio.join(first, "assets"), entry.assets_dir)
     entry.load_assets()
-    entry.check_teacher_data(source, teacher)
+    entry.check_teacher_data(source, first)
 
 
 def initial_configs(cls, preset, overrides=()):
@@ -150,6 +150,8 @@ def absolute_path_override(override):
     """`KEY=VALUE` with a local path VALUE of a `PATH_KEYS` key made absolute."""
     key, sep, value = override.partition("=")
     if sep and key.strip() in PATH_KEYS and value.strip():
+        if key.strip() == "teacher":  # an ensemble: A,B,...
+            return f"teacher={','.join(fileio.absolute(p.strip()) for p in value.split(',') if p.strip())}"
         return f"{key.strip()}={fileio.absolute(value.strip())}"
     return override
 

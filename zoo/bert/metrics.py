@@ -10,30 +10,41 @@ Example:
 
 import io
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from zoo import fileio
 
 
 def confusion_matrix(y_true, y_pred, num_classes):
-    """Counts [true class, predicted class]."""
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(matrix, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
-    return matrix
+    """Counts [true class, predicted class] (`tf.math.confusion_matrix`)."""
+    return tf.math.confusion_matrix(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64),
+                                    num_classes=num_classes, dtype=tf.int64).numpy()
 
 
 def classification_metrics(y_true, y_pred, label_names):
-    matrix = confusion_matrix(y_true, y_pred, len(label_names))
-    hits = np.diag(matrix).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(matrix.sum(0) > 0, hits / matrix.sum(0), 0.0)
-        recall = np.where(matrix.sum(1) > 0, hits / matrix.sum(1), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    metrics = {"accuracy": float(hits.sum() / max(1, matrix.sum())), "macro_f1": float(f1.mean()),
-               "examples": int(matrix.sum())}
-    for name, p, r in zip(label_names, precision, recall):
-        metrics[f"precision/{name}"] = float(p)
-        metrics[f"recall/{name}"] = float(r)
+    """Accuracy, macro-F1 and each class's precision and recall of predicted class ids, by
+    Keras's metrics (`Accuracy`, `F1Score`, `Precision`/`Recall` per class id), and the
+    confusion matrix. A class never predicted (or never present) has precision (recall) 0."""
+    n = len(label_names)
+    y_true, y_pred = np.asarray(y_true, np.int64).reshape(-1), np.asarray(y_pred, np.int64).reshape(-1)
+    matrix = confusion_matrix(y_true, y_pred, n)
+    if not len(y_true):
+        return {"accuracy": 0.0, "macro_f1": 0.0, "examples": 0,
+                **{f"{kind}/{name}": 0.0 for name in label_names for kind in ("precision", "recall")}}, matrix
+    true_1h, pred_1h = (np.eye(n, dtype="float32")[y] for y in (y_true, y_pred))
+
+    def result(metric, *args):
+        metric.update_state(*args)
+        return metric.result()
+
+    metrics = {"accuracy": float(result(keras.metrics.Accuracy(), y_true, y_pred)),
+               "macro_f1": float(result(keras.metrics.F1Score(average="macro", threshold=0.5), true_1h, pred_1h)),
+               "examples": int(len(y_true))}
+    for i, name in enumerate(label_names):
+        metrics[f"precision/{name}"] = float(result(keras.metrics.Precision(class_id=i), true_1h, pred_1h))
+        metrics[f"recall/{name}"] = float(result(keras.metrics.Recall(class_id=i), true_1h, pred_1h))
     return metrics, matrix
 
 

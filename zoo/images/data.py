@@ -189,6 +189,12 @@ class ImageData:
         return images, labels
 
     def _folder(self, root):
+        # Not `keras.utils.image_dataset_from_directory`: it resizes every image to `image_size`
+        # (256 x 256 unless told) where the zoo keeps the native size and refuses mixed sizes;
+        # it decodes inside the pipeline, so a corrupt file fails mid-training without its name
+        # (here it is named at load time, or skipped and counted with skip_bad_images); and the
+        # generative entries need the images as one array (their held-out split and Fréchet
+        # statistics are fixed by index).
         root = root.rstrip("/")
         files = sorted(fileio.join(d, f) for d, _, names in fileio.walk(root) for f in names
                        if f.lower().endswith(EXTENSIONS))

@@ -105,6 +105,9 @@ def _jsonl(path, text_column, label_column, collector, require_label, labels):
 
 
 def _class_folders(path, collector, labels):
+    # Not `keras.utils.text_dataset_from_directory`: in Keras 3 its dataset does not say which
+    # file each text came from (no `file_paths`), so an empty or unreadable file could not be
+    # named, and it reads `.txt` files only; the walk itself is a few lines over `fileio` (gs:// too).
     classes = [d for d in fileio.listdir(path) if fileio.isdir(fileio.join(path, d))]
     for label in classes:
         folder = fileio.join(path, label)
