@@ -53,7 +53,7 @@ def test_bert_classifier_defaults_learn_sst2(tmp_path, shared_data):
     train = _write_tsv(tmp_path / "train.tsv", "text\tlabel",
                        _read_tsv(os.path.join(data, "sst2_train.tsv"), 8000))
     workdir = str(tmp_path / "bert")
-    result = _train("bert_classifier", workdir, train, 300,
+    result = _train("bert_classifier", workdir, train, 200,
                     overrides=[f"validation_data={os.path.join(data, 'sst2_dev.tsv')}"])
     assert _trainer_config(workdir)["optimizer"] == "adamw"  # the entry's defaults, not the trainer's
     # Chance: cross-entropy ln 2 = 0.693 and 50.9% accuracy (the majority class of the dev set).
@@ -112,7 +112,7 @@ def test_t5_defaults_learn_e2e(tmp_path, shared_data):
     data = _write_tsv(tmp_path / "e2e.tsv", "input\ttarget", rows)
     workdir = str(tmp_path / "t5")
     # The README's E2E command: preset mini and lengths that fit the data.
-    result = commands.train("t5", workdir, data=data, preset="mini", steps=150,
+    result = commands.train("t5", workdir, data=data, preset="mini", steps=100,
                             overrides=["max_input_length=96", "max_target_length=64", "eval_examples=30"])
     assert _trainer_config(workdir)["optimizer"] == "adamw"
     # Chance is ln(vocabulary) ~ 6.9; the unigram level, where a T5 whose embeddings start

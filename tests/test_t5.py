@@ -45,7 +45,8 @@ def test_greedy_matches_teacher_forcing_and_beam_of_one():
     source = np.random.RandomState(1).randint(3, 40, (4, 6)).astype("int32")
     greedy = np.asarray(t5.greedy(lm, source, 8))
     decoder = np.concatenate([np.zeros((4, 1), "int32"), greedy[:, :-1]], axis=1)
-    logits = np.asarray(t5.logits(lm, t5.model_inputs(source, decoder, np.ones_like(decoder))))
+    logits = np.array(t5.logits(lm, t5.model_inputs(source, decoder, np.ones_like(decoder))))
+    logits[..., t5.PAD] = -np.inf  # decoding never emits PAD before EOS
     for row in range(4):
         end = next((i for i, t in enumerate(greedy[row]) if t in (t5.EOS, t5.PAD)), 8)
         np.testing.assert_array_equal(np.argmax(logits[row, :end], -1), greedy[row, :end])

@@ -19,6 +19,7 @@ def test_step_decoding_matches_teacher_forcing(attention, bidirectional):
     greedy = model.greedy_decode(source, 6).numpy()
     target_in = np.concatenate([np.full((3, 1), 2, "int32"), greedy[:, :5]], axis=1)
     logits = model({"source": source, "target_in": target_in}).numpy()
+    logits[..., PAD] = -np.inf  # decoding never emits PAD before EOS
     # Rows stop being comparable after they end.
     for row in range(3):
         end = next((i for i, t in enumerate(greedy[row]) if t in (EOS, PAD)), 6)
@@ -57,8 +58,11 @@ def test_beam_of_one_is_greedy_and_beams_rank_by_score():
     def penalty(ids, alpha):
         return ((5.0 + (ids != PAD).sum(-1)) / 6.0) ** alpha
 
-    every = np.array([ids for ids in itertools.product(range(6), repeat=3)  # only PAD after EOS
-                      if EOS not in ids or set(ids[ids.index(EOS) + 1:]) <= {PAD}], "int32")
+    def valid(ids):  # PAD after EOS only: a running hypothesis never emits it
+        end = ids.index(EOS) + 1 if EOS in ids else len(ids)
+        return PAD not in ids[:end] and set(ids[end:]) <= {PAD}
+
+    every = np.array([ids for ids in itertools.product(range(6), repeat=3) if valid(ids)], "int32")
     for alpha in (0.6, 3.0):  # the default, and one that favours long translations more
         best = model.beam_search(source, 3, beam_size=6 ** 3, length_penalty=alpha).numpy()
         best_score = log_prob(source, best) / penalty(best, alpha)
@@ -160,3 +164,23 @@ def test_label_smoothing_applies_to_training_only(tmp_path):
     np.testing.assert_allclose(np.asarray(entry.loss(model, batch, training=True)), plain, rtol=1e-5)
     entry.config.label_smoothing = 0.1
     assert np.all(np.asarray(entry.loss(model, batch, training=True)) != plain)
+
+
+def test_running_hypotheses_never_emit_padding():
+    """Even where PAD is the likeliest next id, greedy, beam and sampled outputs put PAD only
+    after EOS (else a hypothesis would end early and its length penalty count fewer ids)."""
+    from zoo.text import decoding
+
+    model = Seq2SeqTranslator(20, 6, embedding_dim=8, units=8, attention="luong")
+    source = np.random.RandomState(3).randint(4, 20, (4, 5)).astype("int32")
+    model.build()
+    kernel, bias = model.projection.get_weights()
+    bias[PAD] = 50.0
+    model.projection.set_weights([kernel, bias])
+    states, context = model._prepare_decoding(source)
+    outputs = [model.greedy_decode(source, 4).numpy(), model.beam_search(source, 4, beam_size=3).numpy(),
+               np.asarray(decoding.sample(model.decoding_step, states, context, 4, 4, BOS, EOS, PAD, seed=1))]
+    for ids in outputs:
+        for row in ids.tolist():
+            end = row.index(EOS) + 1 if EOS in row else len(row)
+            assert PAD not in row[:end] and set(row[end:]) <= {PAD}, ids

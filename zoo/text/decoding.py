@@ -102,6 +102,13 @@ def _write(output, t, token):
     return ops.where(ops.equal(positions, t), ops.expand_dims(token, -1), output)
 
 
+def _no_pad(logits, pad_id):
+    """`logits` [..., V] with `pad_id` ruled out: a hypothesis still running never emits the
+    padding that marks finished ones (else it would end early, and its length, counted in
+    non-pad tokens, would shrink the length penalty)."""
+    return ops.where(ops.equal(ops.arange(ops.shape(logits)[-1]), pad_id), NEG_INF, logits)
+
+
 def _search(step, state, context, batch, max_length, start_id, end_id, pad_id, choose, length=None):
     """The loop of greedy search and sampling: `choose(logits, t) -> tokens`; it stops after
     `length` steps (a tensor allowed, at most `max_length`, the buffer's size)."""
@@ -112,7 +119,7 @@ def _search(step, state, context, batch, max_length, start_id, end_id, pad_id, c
 
     def body(t, previous, state, finished, output):
         logits, state = step(previous, t, state, context)
-        token = ops.where(finished, pad_id, choose(ops.cast(logits, "float32"), t))
+        token = ops.where(finished, pad_id, choose(_no_pad(ops.cast(logits, "float32"), pad_id), t))
         output = _write(output, t, token)
         finished = ops.logical_or(finished, ops.equal(token, end_id))
         return t + 1, token, state, finished, output
@@ -203,7 +210,7 @@ def beam_search(step, state, context, batch, max_length, start_id, end_id, pad_i
         vocab = vocab_size or ops.shape(logits)[-1]
         log_probs = ops.reshape(ops.log_softmax(ops.cast(logits, "float32"), axis=-1), (batch, k, vocab))
         pad_only = ops.where(ops.equal(ops.arange(vocab), pad_id), 0.0, NEG_INF)
-        log_probs = ops.where(ops.expand_dims(finished, -1), pad_only, log_probs)
+        log_probs = ops.where(ops.expand_dims(finished, -1), pad_only, _no_pad(log_probs, pad_id))
         candidates = ops.reshape(ops.expand_dims(scores, -1) + log_probs, (batch, k * vocab))
         scores, best = ops.top_k(candidates, k)
         beam = ops.cast(best // vocab, "int32")

@@ -1,0 +1,164 @@
+"""The fraction of the machine's peak FLOP rate that each model's training step reaches.
+
+    python benchmarks/flop_rate.py [--models=bert_classifier,vae,gan] [--seconds=90]
+
+For each model, in one run:
+
+- FLOPs of one training example, forward and backward: TensorFlow's profiler counts the
+  floating-point operations of the traced graph of one step (every phase's loss and its
+  gradients for the entry's `small` preset and default batch) from the model's shapes, divided
+  by the batch, averaged over the first 8 batches the trainer feeds (cut to their longest text
+  where the entry does that, as in training). A graph with a while loop (the LSTM models) is counted with each loop body
+  once, so its count is a lower bound and the row says so.
+- Training examples/s: the README's command with the entry's defaults on the developer data,
+  `--config max_seconds=--seconds` (the trainer's own `examples_per_sec` log, the median of
+  the lines after the first, which includes tracing).
+- The machine's peak, measured in the same run: a `--matmul` square matrix product in float32
+  and in bfloat16 (the processor's bfloat16 dot-product units, where it has them).
+
+The table: examples/s, GFLOP per example, achieved GFLOP/s, and that as a share of each peak.
+Reads `../shared/data`; a model whose data is absent is skipped with a message.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+DATA = {"bert_classifier": ("classification/sst2_train.tsv", ["validation_data=" + os.path.join(
+            SHARED, "classification", "sst2_dev.tsv")]),
+        "vae": ("images/mnist_train.npz", []),
+        "gan": ("images/mnist_train.npz", []),
+        "translator": ("translation/eng_fra.tsv", []),
+        "lstm_lm": ("text/tinyshakespeare_train.txt", []),
+        "t5": ("text2text/e2e.tsv", [])}
+flags.DEFINE_list("models", ["bert_classifier", "vae", "gan", "translator", "lstm_lm"], "Entries to measure.")
+flags.DEFINE_float("seconds", 90.0, "Training wall time of each model (the trainer's time budget).")
+flags.DEFINE_integer("matmul", 2048, "Side of the square matrices of the peak measurement.")
+flags.DEFINE_string("workroot", "", "Where the workdirs go (default: a temporary folder).")
+
+
+def peak_gflops(dtype, n, seconds=3.0):
+    """Sustained GFLOP/s of an n x n matrix product in `dtype` (2 n^3 per product)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+
+    @tf.function
+    def products(count):
+        c = tf.zeros((n, n), dtype)
+        for _ in tf.range(count):
+            c = tf.matmul(a, b) + c * 0
+        return c
+
+    products(tf.constant(2)).numpy()  # trace and warm up
+    count, elapsed = 4, 0.0
+    while elapsed < seconds:
+        count *= 2
+        start = time.perf_counter()
+        products(tf.constant(count)).numpy()
+        elapsed = time.perf_counter() - start
+    return 2.0 * n ** 3 * count / elapsed / 1e9
+
+
+def train_flops_per_example(name, data, batches=8):
+    """(FLOPs of one example's forward and backward pass, whether the graph has a while loop)."""
+    import tensorflow as tf
+
+    from trainers.config import TrainerConfig
+    from zoo import commands, registry, sources
+
+    cls = registry.get(name)
+    model_config, trainer_config = commands.initial_configs(cls, "small")
+    batch_size = trainer_config.batch_size or TrainerConfig().batch_size
+    entry = cls(model_config, tempfile.mkdtemp(prefix="zoo-flops-"))
+    source = sources.parse(data)
+    entry.prepare(source)
+    # The batches the trainer feeds (cut to their longest text where the entry does that).
+    entry.static_shapes, entry.batch_size = False, batch_size
+    model = entry.build_model()
+    model.build()
+    phases = entry.phases(model)
+
+    def step(batch):
+        gradients = []
+        for phase in phases:
+            variables = phase.variables(model)
+            with tf.GradientTape() as tape:
+                loss = phase.loss(model, batch, training=True)
+                loss = tf.reduce_mean(tf.cast(loss[0] if isinstance(loss, tuple) else loss, tf.float32))
+            gradients += tape.gradient(loss, variables)
+        return gradients
+
+    # Each traced graph itself (variables read with their shapes; it cannot be frozen to
+    # constants: dropout's seed generators write variables inside the step), one per batch
+    # shape, averaged over the first `batches` batches.
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    traced, counts, loops = tf.function(step), [], False
+    for batch in entry.dataset(source, "train", batch_size, training=True).take(batches):
+        graph = traced.get_concrete_function(batch).graph
+        counts.append(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+        graph_def = graph.as_graph_def()
+        nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+        loops = loops or any(n.op in ("While", "StatelessWhile") for n in nodes)
+    return statistics.mean(counts) / batch_size, loops
+
+
+def examples_per_sec(name, data, extra, workdir):
+    command = [sys.executable, "-m", "zoo.cli", "train", f"--model={name}", f"--workdir={workdir}", f"--data={data}",
+               f"--config=max_seconds={FLAGS.seconds:g}", "--config=log_every=20"] + [f"--config={c}" for c in extra]
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
+    rates = []
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("kind") == "train" and "examples_per_sec" in row:
+                rates.append(row["examples_per_sec"])
+    return statistics.median(rates[1:] or rates)
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    workroot = FLAGS.workroot or tempfile.mkdtemp(prefix="zoo-flop-rate-")
+    peaks = {"float32": peak_gflops(tf.float32, FLAGS.matmul), "bfloat16": peak_gflops(tf.bfloat16, FLAGS.matmul)}
+    print(f"peak ({FLAGS.matmul} x {FLAGS.matmul} matmul): float32 {peaks['float32']:.1f} GFLOP/s, "
+          f"bfloat16 {peaks['bfloat16']:.1f} GFLOP/s", flush=True)
+    rows = []
+    for name in FLAGS.models:
+        relative, extra = DATA[name]
+        data = os.path.join(SHARED, relative)
+        if not os.path.exists(data):
+            print(f"skipped {name}: {data} not found (the shared data folder is absent)")
+            continue
+        flops, loops = train_flops_per_example(name, data)
+        rate = examples_per_sec(name, data, extra, os.path.join(workroot, name))
+        achieved = flops * rate / 1e9
+        rows.append((name, rate, flops / 1e9, achieved, loops))
+        print(f"{name}: {rate:.1f} examples/s x {flops / 1e9:.4f} GFLOP = {achieved:.2f} GFLOP/s", flush=True)
+    print("\n| model | examples/s | GFLOP / example (fwd + bwd) | GFLOP/s | of float32 peak | of bfloat16 peak |")
+    print("|---|---|---|---|---|---|")
+    for name, rate, gflop, achieved, loops in rows:
+        note = " (loop bodies counted once: a lower bound)" if loops else ""
+        print(f"| {name} | {rate:.1f} | {gflop:.4f}{note} | {achieved:.2f} | {achieved / peaks['float32']:.1%} | "
+              f"{achieved / peaks['bfloat16']:.1%} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
