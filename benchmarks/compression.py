@@ -134,7 +134,8 @@ def _seeded(name, seed):
 
 
 def _ensemble_accuracy(names, dev):
-    """Dev accuracy (%) of the mean of the members' class probabilities: what the students learn from."""
+    """Dev accuracy (%) of the mean of the members' class probabilities (at temperature 1; the
+    students learn the same mean at `distill_temperature`)."""
     import numpy as np
     from keras import ops
 
@@ -200,6 +201,9 @@ def main(argv):
                  for n, s in zip(vaes, [None] + FLAGS.vae_sparsity) if not _trained(n)]
     _run_all(jobs)
     if sst2 and "students" in FLAGS.parts:
+        missing = [n for n in members if not _trained(n)]
+        if missing:
+            raise SystemExit(f"the teacher ensemble lacks {missing}: add 'teacher,teachers' to --parts.")
         _run_all([_train_args(name, train, dev_config, *FLAGS.student, *config, teacher=teacher)
                   for name, config, teacher in students if teacher and not _trained(name)])
     if "export" not in FLAGS.parts:

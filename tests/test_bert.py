@@ -81,6 +81,24 @@ def test_csv_tsv_jsonl_and_class_folders_read_the_same_examples(tmp_path):
         labelled.read(str(tmp_path / "bare"))
 
 
+def test_classification_metrics_against_their_formulas():
+    from zoo.bert.metrics import classification_metrics
+
+    y_true = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 0])
+    y_pred = np.array([0, 1, 1, 1, 0, 1, 1, 0, 1, 0])  # class 2 is never predicted
+    metrics, matrix = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    assert matrix.tolist() == [[2, 1, 0], [1, 2, 0], [1, 3, 0]]
+    precision, recall = [2 / 4, 2 / 6, 0.0], [2 / 3, 2 / 3, 0.0]
+    f1 = [2 * p * r / (p + r) if p + r else 0.0 for p, r in zip(precision, recall)]
+    assert metrics["accuracy"] == pytest.approx(0.4) and metrics["examples"] == 10
+    assert metrics["macro_f1"] == pytest.approx(np.mean(f1), abs=1e-6)
+    for name, p, r in zip("abc", precision, recall):
+        assert metrics[f"precision/{name}"] == pytest.approx(p, abs=1e-6)
+        assert metrics[f"recall/{name}"] == pytest.approx(r, abs=1e-6)
+    empty, matrix = classification_metrics([], [], ["a", "b"])
+    assert empty["examples"] == 0 and empty["accuracy"] == 0.0 and matrix.tolist() == [[0, 0], [0, 0]]
+
+
 def test_bad_rows_name_file_and_line_unless_skipped(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("text,label\ngood film,pos\n,neg\nok film,\nfine film,meh\nbad film,neg\n")

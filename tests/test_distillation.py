@@ -1,6 +1,7 @@
 """Knowledge distillation in the trainer (`trainers/distillation.py`, `--teacher`)."""
 
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -121,6 +122,14 @@ def test_an_ensemble_teaches_the_mean_of_its_distributions(tmp_path):
     with pytest.raises(ConfigError, match=r"--teacher: .*stranger and .*teacher differ in assets/vocab.txt"):
         commands.train("bert_classifier", str(tmp_path / "s"), preset="tiny", steps=1,
                        overrides=[f"teacher={teachers[0]},{stranger}"])
+    # Class weights only steer training: members may differ in them.
+    twin = str(tmp_path / "twin")
+    shutil.copytree(teachers[0], twin)
+    with open(os.path.join(twin, "assets", "class_weights.json"), "w") as f:
+        f.write('{"negative": 3.0, "neutral": 1.0, "positive": 1.0}')
+    assert len(distillation.check_teachers(f"{teachers[0]}, {twin},", type(trainer.entry), trainer.entry.config)) == 2
+    with pytest.raises(ConfigError, match="--teacher=,: expected a workdir"):
+        commands.train("bert_classifier", str(tmp_path / "s2"), preset="tiny", steps=1, overrides=["teacher=,"])
 
 
 @pytest.mark.slow

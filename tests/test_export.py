@@ -90,7 +90,7 @@ def test_unknown_format_is_named(tmp_path):
 @pytest.mark.slow
 def test_quantized_tflite_variants(tmp_path):
     entry, source = helpers.tiny_entry("translator", tmp_path)
-    trainer = Trainer(entry, TrainerConfig(steps=30, batch_size=32, log_every=10), str(tmp_path))
+    trainer = Trainer(entry, TrainerConfig(steps=150, batch_size=32, log_every=50), str(tmp_path))
     trainer.train(source, evaluate=False)
     manifest = exporter.export(entry, trainer.model, str(tmp_path), formats=("tflite",), source=source,
                                num_checks=20, quantize=("none", "float16", "dynamic"), 

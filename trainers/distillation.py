@@ -108,7 +108,7 @@ def check_teacher(path, cls, model_config):
 def check_teachers(value, cls, model_config):
     """`[(path, entry class, model config)]` of `--teacher=A[,B...]`, each checked by
     `check_teacher`; the members of an ensemble must read and predict alike (the same assets:
-    vocabularies, labels), since the student takes the first one's.
+    vocabularies, labels; not `training_only_assets`), since the student takes the first one's.
 
     Raises:
         ConfigError: naming the teacher and what differs.
@@ -117,9 +117,9 @@ def check_teachers(value, cls, model_config):
     if not paths:
         raise ConfigError(f"--teacher={value!r}: expected a workdir, or several separated by commas.")
     checked = [(path, *check_teacher(path, cls, model_config)) for path in paths]
-    first = _asset_files(paths[0])
+    first = _asset_files(paths[0], cls.training_only_assets)
     for path in paths[1:]:
-        other = _asset_files(path)
+        other = _asset_files(path, cls.training_only_assets)
         differ = sorted(name for name in set(first) | set(other) if first.get(name) != other.get(name))
         if differ:
             raise ConfigError(f"--teacher: {path} and {paths[0]} differ in assets/{differ[0]}: the teachers of an "
@@ -128,14 +128,15 @@ def check_teachers(value, cls, model_config):
     return checked
 
 
-def _asset_files(workdir):
-    """{relative path: bytes} of the files under `workdir/assets`."""
+def _asset_files(workdir, leave_out=()):
+    """{relative path: bytes} of the files under `workdir/assets`, but those in `leave_out`."""
     root = fileio.join(workdir, "assets")
     files = {}
     for folder, _, names in fileio.walk(root):
         for name in names:
             path = fileio.join(folder, name)
-            files[os.path.relpath(path, root)] = fileio.read_bytes(path)
+            if os.path.relpath(path, root) not in leave_out:
+                files[os.path.relpath(path, root)] = fileio.read_bytes(path)
     return files
 
 

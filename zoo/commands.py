@@ -18,7 +18,7 @@ import time
 from trainers import Trainer, TrainerConfig
 from trainers.strategy import is_chief, make_strategy
 from zoo import fileio, registry, sources, workdir as workdirs
-from zoo.config import apply_overrides
+from zoo.config import ConfigError, apply_overrides
 
 
 def train(model, workdir, data=None, preset=None, steps=None, epochs=None, batch_size=None,
@@ -151,7 +151,10 @@ def absolute_path_override(override):
     key, sep, value = override.partition("=")
     if sep and key.strip() in PATH_KEYS and value.strip():
         if key.strip() == "teacher":  # an ensemble: A,B,...
-            return f"teacher={','.join(fileio.absolute(p.strip()) for p in value.split(',') if p.strip())}"
+            paths = [fileio.absolute(p.strip()) for p in value.split(",") if p.strip()]
+            if not paths:
+                raise ConfigError(f"--teacher={value.strip()}: expected a workdir, or several separated by commas.")
+            return f"teacher={','.join(paths)}"
         return f"{key.strip()}={fileio.absolute(value.strip())}"
     return override
 

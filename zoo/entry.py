@@ -202,6 +202,9 @@ class ZooEntry:
     # Config fields a teacher and its student must share: the student takes the teacher's
     # assets (vocabularies, labels), and these fields say how the assets are read.
     teacher_keys = ()
+    # Assets that only steer training or decoding (class weights, chosen beam settings): the
+    # members of a teacher ensemble may differ in them; they must share all other assets.
+    training_only_assets = ()
 
     def check_teacher_data(self, source, teacher_workdir):
         """Raises `ConfigError` when the training data asks for other outputs than the

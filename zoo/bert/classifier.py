@@ -88,6 +88,7 @@ class BertClassifier(BertTextEntry):
     default_data = "builtin:reviews"  # generated; users bring their own (CSV/TSV/JSONL/folder/TFDS)
     requires_labels = True
     teacher_keys = ("lowercase",)
+    training_only_assets = (CLASS_WEIGHTS,)
     task_metric = "accuracy"  # in percentage points
     validation_metric = ("accuracy", "max")
     training_length = TrainingLength(steps=2000, min_epochs=1, max_epochs=20)
@@ -246,6 +247,8 @@ class BertClassifier(BertTextEntry):
         return classify
 
     def probabilities(self, model, texts, batch_size=128):
+        if not len(texts):
+            return np.zeros((0, len(self.label_names)), np.float32)
         fn = self._classify_fn(model)
         return np.concatenate([fn(tf.constant(texts[i:i + batch_size]))["probabilities"].numpy()
                                for i in range(0, len(texts), batch_size)])

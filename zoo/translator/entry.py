@@ -45,6 +45,7 @@ class Translator(ZooEntry):
     description = "Encoder-decoder LSTM translator with attention; greedy and beam search."
     config_class = TranslatorConfig
     default_data = "builtin:dates"
+    training_only_assets = (DECODING_FILE,)
     validation_metric = ("chrf", "max")
     # Warmup, then cosine decay to 0 at the last step (or the end of a time budget); with
     # label smoothing (config) against the overconfidence of a small corpus
