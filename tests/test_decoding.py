@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pytest
 from keras import ops
 
 from zoo.text import decoding
@@ -126,7 +127,9 @@ def test_sampling_follows_the_distribution_and_its_cuts():
     rows = 6000
     drawn = _first_tokens(step, table, rows, seed=11)
     frequencies = np.bincount(drawn, minlength=6) / rows
-    np.testing.assert_allclose(frequencies, probs[0], atol=0.02)
+    # PAD (id 2 here) is never drawn before END: the others share its probability.
+    np.testing.assert_allclose(frequencies, np.array([.05, .05, 0, .5, .3, .05]) / 0.95, atol=0.02)
+    assert PAD not in drawn
     np.testing.assert_array_equal(drawn, _first_tokens(step, table, rows, seed=11))
     assert not np.array_equal(drawn, _first_tokens(step, table, rows, seed=12))
     # top_k=2 keeps 3 and 4 (0.5 : 0.3), top_p=0.6 keeps the same two, top_p=0.4 only 3.
@@ -138,7 +141,13 @@ def test_sampling_follows_the_distribution_and_its_cuts():
     assert set(_first_tokens(step, table, 200, seed=1, temperature=0.0)) == {3}
     sharp = np.mean(_first_tokens(step, table, rows, seed=2, temperature=0.3) == 3)
     flat = np.mean(_first_tokens(step, table, rows, seed=2, temperature=3.0) == 3)
-    assert sharp > 0.8 and flat < 0.3
+
+    def share_of_3(temperature):  # p^(1/T), renormalized over the ids other than PAD
+        p = np.array([.05, .05, .5, .3, .05]) ** (1 / temperature)
+        return p[2] / p.sum()
+
+    assert sharp == pytest.approx(share_of_3(0.3), abs=0.02) and share_of_3(0.3) > 0.8
+    assert flat == pytest.approx(share_of_3(3.0), abs=0.02) and share_of_3(3.0) < 0.35
 
 
 def test_sampling_settings_may_be_tensors():
