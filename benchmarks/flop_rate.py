@@ -141,7 +141,16 @@ def op_flops(op):
         grad = shape(op.inputs[2])
         kernel = shape(op.inputs[1]) if op.type == "Conv2DBackpropInput" else shape(op.outputs[0])
         return 2 * int(np.prod(grad)) * kernel[0] * kernel[1] * kernel[2]
-    if "MatMul" in op.type or "Conv" in op.type or op.type == "Einsum":
+    if op.type == "Einsum":  # 2 x the product of every index's size ("bqd,bkd->bqk": 2 b q k d)
+        equation = op.get_attr("equation").decode()
+        terms = equation.split("->")[0].split(",")
+        if "..." in equation or len(terms) != len(op.inputs):
+            raise ValueError(f"{op.name}: Einsum {equation!r} is not counted yet; add it to op_flops.")
+        sizes = {}
+        for term, tensor in zip(terms, op.inputs):
+            sizes.update(zip(term, shape(tensor)))
+        return 2 * int(np.prod(list(sizes.values())))
+    if "MatMul" in op.type or "Conv" in op.type:
         raise ValueError(f"{op.name}: {op.type} is not counted yet; add its formula to op_flops.")
     return 0
 
