@@ -115,7 +115,7 @@ def check_teachers(value, cls, model_config):
     """
     paths = teacher_paths(value)
     if not paths:
-        raise ConfigError(f"--teacher={value!r}: expected a workdir, or several separated by commas.")
+        raise ConfigError(f"--teacher={value.strip()}: expected a workdir, or several separated by commas.")
     checked = [(path, *check_teacher(path, cls, model_config)) for path in paths]
     first = _asset_files(paths[0], cls.training_only_assets)
     for path in paths[1:]:
@@ -135,8 +135,9 @@ def _asset_files(workdir, leave_out=()):
     for folder, _, names in fileio.walk(root):
         for name in names:
             path = fileio.join(folder, name)
-            if os.path.relpath(path, root) not in leave_out:
-                files[os.path.relpath(path, root)] = fileio.read_bytes(path)
+            relative = os.path.relpath(path, root)
+            if relative not in leave_out:
+                files[relative] = fileio.read_bytes(path)
     return files
 
 

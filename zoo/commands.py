@@ -15,10 +15,10 @@ Example:
 import dataclasses
 import time
 
-from trainers import Trainer, TrainerConfig
+from trainers import Trainer, TrainerConfig, distillation
 from trainers.strategy import is_chief, make_strategy
 from zoo import fileio, registry, sources, workdir as workdirs
-from zoo.config import ConfigError, apply_overrides
+from zoo.config import apply_overrides
 
 
 def train(model, workdir, data=None, preset=None, steps=None, epochs=None, batch_size=None,
@@ -104,8 +104,6 @@ def train(model, workdir, data=None, preset=None, steps=None, epochs=None, batch
 def _take_teacher_assets(entry, teacher, source):
     """A distilled student reads its inputs and predicts its outputs as the teacher does: it
     takes the teacher's assets (vocabularies, labels) instead of learning its own."""
-    from trainers import distillation
-
     first = distillation.check_teachers(teacher, type(entry), entry.config)[0][0]
     fileio.copy_tree(fileio.join(first, "assets"), entry.assets_dir)
     entry.load_assets()
@@ -150,11 +148,9 @@ def absolute_path_override(override):
     """`KEY=VALUE` with a local path VALUE of a `PATH_KEYS` key made absolute."""
     key, sep, value = override.partition("=")
     if sep and key.strip() in PATH_KEYS and value.strip():
-        if key.strip() == "teacher":  # an ensemble: A,B,...
-            paths = [fileio.absolute(p.strip()) for p in value.split(",") if p.strip()]
-            if not paths:
-                raise ConfigError(f"--teacher={value.strip()}: expected a workdir, or several separated by commas.")
-            return f"teacher={','.join(paths)}"
+        if key.strip() == "teacher":  # an ensemble: A,B,...; none at all is refused by check_teachers
+            paths = distillation.teacher_paths(value)
+            return f"teacher={','.join(fileio.absolute(p) for p in paths) if paths else value.strip()}"
         return f"{key.strip()}={fileio.absolute(value.strip())}"
     return override
 
