@@ -22,8 +22,9 @@ class TrainerConfig:
         weight_decay: AdamW decoupled weight decay.
         beta_1: Adam/AdamW first-moment decay (0.9; DCGAN's recipe uses 0.5).
         clipnorm: clip the global gradient to this norm (0: no clipping).
-        mixed_precision: "" (float32), "mixed_bfloat16" (TPU, CPU) or "mixed_float16" (GPU;
-            with dynamic loss scaling).
+        mixed_precision: "" or "float32", "mixed_bfloat16" (TPU, CPU), "mixed_float16" (GPU;
+            with dynamic loss scaling), or "auto": bfloat16 where the hardware has bfloat16
+            units (`trainers/precision.py`).
         checkpoint_every: steps between checkpoints (one is always written at the end).
         keep_checkpoints: checkpoints kept on disk.
         log_every: steps between log lines, TensorBoard scalars and `metrics.jsonl` rows.

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainers import curves, distillation, pruning
+from trainers import curves, distillation, precision, pruning
 from trainers.config import TrainerConfig
 from trainers.schedules import WarmupDecay
 from trainers.strategy import is_chief, worker_id
@@ -45,7 +45,7 @@ class Preempted(RuntimeError):
     """Training stopped on SIGTERM after writing a checkpoint; running again resumes it."""
 
 
-def make_optimizer(config, total_steps):
+def make_optimizer(config, total_steps, policy="float32"):
     try:
         schedule = WarmupDecay(config.learning_rate, config.warmup_steps, total_steps, config.lr_schedule,
                                config.warmup_fraction)
@@ -60,7 +60,7 @@ def make_optimizer(config, total_steps):
                                            beta_1=config.beta_1)
     else:
         raise TrainingError(f"--config optimizer={config.optimizer}: expected 'adam' or 'adamw'.")
-    if config.mixed_precision == "mixed_float16":
+    if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
@@ -105,7 +105,8 @@ class Trainer:
             )
         if c.deterministic:
             tf.config.experimental.enable_op_determinism()
-        keras.mixed_precision.set_global_policy(c.mixed_precision or "float32")
+        self.policy = precision.resolve(c.mixed_precision, tpu=isinstance(self.strategy, tf.distribute.TPUStrategy))
+        keras.mixed_precision.set_global_policy(self.policy)
         keras.utils.set_random_seed(c.seed)
         self.steps_per_epoch = self.total_steps = None
         self.length_note = ""
@@ -130,7 +131,7 @@ class Trainer:
             # time budget (moved during training, agreed by all workers; see `train`).
             self.planned_steps = tf.Variable(self.total_steps or 1, dtype=tf.int64, trainable=False,
                                              name="planned_steps")
-            self.optimizers = [make_optimizer(c, self.planned_steps) for _ in self.phases]
+            self.optimizers = [make_optimizer(c, self.planned_steps, self.policy) for _ in self.phases]
             for phase, optimizer in zip(self.phases, self.optimizers):
                 optimizer.build(phase.variables(self.model))
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")

@@ -1,0 +1,68 @@
+"""Which Keras mixed-precision policy a run trains with (`--config mixed_precision=...`).
+
+"auto" picks bfloat16 compute with float32 variables ("mixed_bfloat16") where the hardware has
+bfloat16 units: a TPU, GPUs of compute capability 8.0 or newer (Ampere, Hopper), or a CPU
+with AVX512_BF16 or AMX-BF16; float32 elsewhere. "float32" (or "") turns it off;
+"mixed_bfloat16" and "mixed_float16" (GPUs, with loss scaling) force a policy.
+
+Example:
+    >>> resolve("float32", flags=set(), gpus=[], tpu=False)
+    'float32'
+    >>> resolve("auto", flags={"avx512f", "avx512_bf16"}, gpus=[], tpu=False)
+    'mixed_bfloat16'
+    >>> resolve("auto", flags={"avx2"}, gpus=[(7, 5)], tpu=False)  # a T4: no bfloat16 units
+    'float32'
+"""
+
+from zoo.config import ConfigError
+
+POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The processor's feature flags (an empty set where /proc/cpuinfo is absent)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def gpu_capabilities():
+    """[(major, minor)] compute capability of each visible GPU."""
+    import tensorflow as tf
+
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capabilities.append(tuple(details.get("compute_capability", (0, 0))))
+    return capabilities
+
+
+def resolve(setting, flags=None, gpus=None, tpu=False):
+    """The Keras policy name of `setting` on this machine (see the module docstring).
+
+    Args:
+        setting: the config value; "" means float32.
+        flags, gpus: the machine's CPU flags and GPU capabilities (read when None).
+        tpu: whether the run is on a TPU strategy.
+
+    Raises:
+        ConfigError: naming `mixed_precision` and the accepted values.
+    """
+    setting = setting or "float32"
+    if setting not in POLICIES:
+        raise ConfigError(f"--config mixed_precision={setting}: expected one of {', '.join(POLICIES)}.")
+    if setting != "auto":
+        return setting
+    if tpu:
+        return "mixed_bfloat16"
+    gpus = gpu_capabilities() if gpus is None else gpus
+    if gpus:
+        return "mixed_bfloat16" if all(tuple(c) >= (8, 0) for c in gpus) else "float32"
+    flags = cpu_flags() if flags is None else flags
+    return "mixed_bfloat16" if any(f in flags for f in CPU_BF16_FLAGS) else "float32"
