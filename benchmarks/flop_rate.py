@@ -8,9 +8,9 @@ For each model, in one run:
   of the traced graph of one step (every phase's loss and its gradients for the entry's
   `small` preset and default batch), counted from their static shapes (`op_flops`), divided
   by the batch, averaged over the first 8 batches the trainer feeds (cut to their longest text
-  where the entry does that, as in training). The body of a while loop (the LSTM models'
-  recurrence) is a function of its own that the count does not enter: such rows give no FLOP
-  rate and say so.
+  where the entry does that, as in training). A while loop (the LSTM models' recurrence,
+  forward and its gradient) counts its body's ops times its trip count (the sequence length,
+  static once the batch's shape is).
 - Training examples/s: the README's command with the entry's defaults on the developer data,
   `--config max_seconds=--seconds` (the trainer's own `examples_per_sec` log, the median of
   the lines after the first, which includes tracing).
@@ -34,15 +34,9 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
+from benchmarks.developer_data import DATA, path  # noqa: E402
+
 FLAGS = flags.FLAGS
-SHARED = os.path.join(ROOT, "..", "shared", "data")
-DATA = {"bert_classifier": ("classification/sst2_train.tsv", ["validation_data=" + os.path.join(
-            SHARED, "classification", "sst2_dev.tsv")]),
-        "vae": ("images/mnist_train.npz", []),
-        "gan": ("images/mnist_train.npz", []),
-        "translator": ("translation/eng_fra.tsv", []),
-        "lstm_lm": ("text/tinyshakespeare_train.txt", []),
-        "t5": ("text2text/e2e.tsv", [])}
 flags.DEFINE_list("models", ["bert_classifier", "vae", "gan", "translator", "lstm_lm"], "Entries to measure.")
 flags.DEFINE_float("seconds", 90.0, "Training wall time of each model (the trainer's time budget).")
 flags.DEFINE_integer("matmul", 2048, "Side of the square matrices of the peak measurement.")
@@ -74,7 +68,7 @@ def peak_gflops(dtype, n, seconds=3.0):
 
 
 def train_flops_per_example(name, data, batches=8):
-    """(FLOPs of one example's forward and backward pass, whether the graph has a while loop)."""
+    """FLOPs of one example's forward and backward pass."""
     import tensorflow as tf
 
     from trainers.config import TrainerConfig
@@ -105,12 +99,37 @@ def train_flops_per_example(name, data, batches=8):
     # Each traced graph itself (variables read with their shapes; it cannot be frozen to
     # constants: dropout's seed generators write variables inside the step), one per batch
     # shape, averaged over the first `batches` batches.
-    traced, counts, loops = tf.function(step), [], False
+    traced, counts = tf.function(step), []
     for batch in entry.dataset(source, "train", batch_size, training=True).take(batches):
-        graph = traced.get_concrete_function(batch).graph
-        counts.append(sum(op_flops(op) for op in graph.get_operations()))
-        loops = loops or any(op.type in ("While", "StatelessWhile") for op in graph.get_operations())
-    return statistics.mean(counts) / batch_size, loops
+        counts.append(graph_flops(traced.get_concrete_function(batch).graph))
+    return statistics.mean(counts) / batch_size
+
+
+def graph_flops(graph):
+    """The FLOPs of one run of `graph`: its ops (`op_flops`), and each while loop's body times
+    its trip count."""
+    return sum(loop_flops(graph, op) if op.type in ("While", "StatelessWhile") else op_flops(op)
+               for op in graph.get_operations())
+
+
+def loop_flops(graph, op):
+    """A while loop's body FLOPs x its trip count. Keras's recurrent layers give the loop
+    `maximum_iterations` = Max(the static number of time steps) and run it to the end."""
+    import numpy as np
+    import tensorflow as tf
+
+    limit = op.inputs[1]  # while_v2's inputs: loop counter, maximum_iterations, loop variables
+    trips = tf.get_static_value(limit)
+    if trips is None and limit.op.type == "Max":
+        values = [tf.get_static_value(t) for t in limit.op.inputs]
+        if all(v is not None for v in values):
+            trips = np.max(values[0], axis=tuple(np.atleast_1d(values[1])) or None)
+    if trips is None:
+        raise ValueError(f"{op.name}: the trip count ({limit.op.type} {limit.op.name}) is not static.")
+    # The body is a function of its own: its graph (TensorFlow's private `_get_function`; no
+    # public way to reach it from the op) holds the body's ops with their static shapes.
+    body = graph._get_function(op.get_attr("body").name).graph  # noqa: SLF001
+    return int(trips) * graph_flops(body)
 
 
 def op_flops(op):
@@ -157,7 +176,7 @@ def op_flops(op):
 
 def examples_per_sec(name, data, extra, workdir):
     command = [sys.executable, "-m", "zoo.cli", "train", f"--model={name}", f"--workdir={workdir}", f"--data={data}",
-               f"--config=max_seconds={FLAGS.seconds:g}", "--config=log_every=20"] + [f"--config={c}" for c in extra]
+               f"--config=max_seconds={FLAGS.seconds:g}", "--config=log_every=20", *extra]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode:
@@ -168,7 +187,8 @@ def examples_per_sec(name, data, extra, workdir):
             row = json.loads(line)
             if row.get("kind") == "train" and "examples_per_sec" in row:
                 rates.append(row["examples_per_sec"])
-    return statistics.median(rates[1:] or rates)
+    policy = next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("Precision: "))
+    return statistics.median(rates[1:] or rates), policy
 
 
 def main(argv):
@@ -181,25 +201,22 @@ def main(argv):
           f"bfloat16 {peaks['bfloat16']:.1f} GFLOP/s", flush=True)
     rows = []
     for name in FLAGS.models:
-        relative, extra = DATA[name]
-        data = os.path.join(SHARED, relative)
-        if not os.path.exists(data):
-            print(f"skipped {name}: {data} not found (the shared data folder is absent)")
+        data, extra = path(name), DATA[name][1]
+        if data is None:
             continue
-        flops, loops = train_flops_per_example(name, data)
-        rate = examples_per_sec(name, data, extra, os.path.join(workroot, name))
+        flops = train_flops_per_example(name, data)
+        rate, policy = examples_per_sec(name, data, extra, os.path.join(workroot, name))
         achieved = flops * rate / 1e9
-        rows.append((name, rate, flops / 1e9, achieved, loops))
-        print(f"{name}: {rate:.1f} examples/s x {flops / 1e9:.4f} GFLOP{' (outside its while loop)' if loops else ''}"
+        rows.append((name, rate, flops / 1e9, achieved, policy))
+        print(f"{name}: {rate:.1f} examples/s x {flops / 1e9:.4f} GFLOP"
               f" = {achieved:.2f} GFLOP/s", flush=True)
-    print("\n| model | examples/s | GFLOP / example (fwd + bwd) | GFLOP/s | of float32 peak | of bfloat16 peak |")
-    print("|---|---|---|---|---|---|")
-    for name, rate, gflop, achieved, loops in rows:
-        if loops:  # the recurrence's matrix products are inside a while loop's body: not counted
-            print(f"| {name} | {rate:.1f} | {gflop:.4f} outside the while loop | - | - | - |")
-            continue
-        print(f"| {name} | {rate:.1f} | {gflop:.4f} | {achieved:.2f} | {achieved / peaks['float32']:.1%} | "
-              f"{achieved / peaks['bfloat16']:.1%} |")
+    print("\n| model | precision (auto) | examples/s | GFLOP / example (fwd + bwd) | GFLOP/s | of float32 peak | "
+          "of bfloat16 peak | of its precision's peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, rate, gflop, achieved, policy in rows:
+        own = peaks["bfloat16" if "bfloat16" in policy else "float32"]
+        print(f"| {name} | {policy} | {rate:.1f} | {gflop:.4f} | {achieved:.2f} | {achieved / peaks['float32']:.1%} | "
+              f"{achieved / peaks['bfloat16']:.1%} | {achieved / own:.1%} |")
 
 
 if __name__ == "__main__":

@@ -264,6 +264,21 @@ def _keras_latency(servable, inputs, count=20):
     return sorted(times)[len(times) // 2]
 
 
+def float32_model(entry, model):
+    """`model`, or where it computes in another dtype (a mixed-precision trainer's model), a
+    float32 copy holding the same weights: every artifact is float32 (TFLite has no bfloat16
+    kernels; quantization starts from float32), whatever the training precision."""
+    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers()):  # noqa: SLF001
+        return model
+    from trainers.precision import policy_scope
+
+    with policy_scope("float32"):
+        copy = entry.build_model()
+        copy.build()
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None, num_checks=100,
            quantize=("none",), int8_io=False, checks=Verification(), sparsity=None, checkpoint=None):
     """Exports what `entry.serving_functions(model)` declares under `workdir/export/`.
@@ -289,6 +304,7 @@ def export(entry, model, workdir, formats=("saved_model", "tflite"), source=None
     if unknown:
         raise ExportError(f"--quantize: unknown {unknown}; expected some of {', '.join(tflite.QUANTIZATIONS)}.")
     out_dir = fileio.join(workdir, "export")
+    model = float32_model(entry, model)
     servables = entry.serving_functions(model)
     inputs, references = entry.held_out_examples(source, num_checks)
     with fileio.local_dir("zoo-export-") as stage:

@@ -90,7 +90,10 @@ def check_keras_round_trip(entry, source, tmp_path):
 
 
 def train_weights(entry, source, workdir, strategy=None, steps=2):
-    config = TrainerConfig(steps=steps, batch_size=8, log_every=1, checkpoint_every=100, seed=0, clipnorm=0.0)
+    # float32: Mirrored == one device is compared at float32 tolerances (bfloat16 in
+    # test_trainer.test_two_phases_under_mirrored_match_one_device).
+    config = TrainerConfig(steps=steps, batch_size=8, log_every=1, checkpoint_every=100, seed=0, clipnorm=0.0,
+                           mixed_precision="float32")
     trainer = Trainer(entry, config, str(workdir), strategy=strategy)
     before = [np.array(v) for v in trainer.model.trainable_variables]
     result = trainer.train(source, evaluate=False)

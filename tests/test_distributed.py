@@ -15,7 +15,9 @@ import tensorflow as tf
 from tests.helpers import ROOT, free_ports, zoo_cli
 
 FLAGS = ["--model=translator", "--preset=tiny", "--batch_size=16", "--steps=8", "--config=deterministic=true",
-         "--config=eval_examples=10", "--config=log_every=4", "--config=clipnorm=1.0"]
+         "--config=eval_examples=10", "--config=log_every=4", "--config=clipnorm=1.0",
+         # Workers == one device is compared at float32 tolerances (bfloat16: test_trainer).
+         "--config=mixed_precision=float32"]
 
 
 def weights(workdir):

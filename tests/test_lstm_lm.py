@@ -121,14 +121,18 @@ def test_carried_state_training_resumes_exactly_and_mirrored_equals_one_device(t
     for before, after in zip(batches, batches[1:]):  # each row reads on where it stopped
         np.testing.assert_array_equal(before["ids"][:, -1], after["ids"][:, 0])
         assert not after["reset"].any()
-    straight = _train(entry, source, tmp_path / "straight", 6)
+    # Exact resume in bfloat16 (what `auto` picks on bfloat16 hardware; the carried states are
+    # then bfloat16 values), Mirrored == one device at float32 tolerances in float32.
+    bf16 = {"mixed_precision": "mixed_bfloat16"}
+    straight = _train(entry, source, tmp_path / "straight", 6, **bf16)
     assert len(straight.model.carried) == 2 and np.abs(straight.model.carried[0].numpy()).sum() > 0
-    _train(entry, source, tmp_path / "resumed", 3)
-    resumed = _train(entry, source, tmp_path / "resumed", 6)
+    _train(entry, source, tmp_path / "resumed", 3, **bf16)
+    resumed = _train(entry, source, tmp_path / "resumed", 6, **bf16)
     for a, b in zip(straight.model.weights, resumed.model.weights):  # the carried states included
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
-    mirrored = _train(entry, source, tmp_path / "mirrored", 6, strategy=helpers.mirrored())
-    for a, b in zip(straight.model.weights, mirrored.model.weights):
+    one = _train(entry, source, tmp_path / "one", 6, mixed_precision="float32")
+    mirrored = _train(entry, source, tmp_path / "mirrored", 6, strategy=helpers.mirrored(), mixed_precision="float32")
+    for a, b in zip(one.model.weights, mirrored.model.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5, err_msg=a.path)
 
 
@@ -164,7 +168,8 @@ def test_export_samples_the_same_text_in_keras_saved_model_and_tflite(tmp_path):
     assert set(artifacts) >= {"sample_tokens", "step", "score_tokens"}
     assert artifacts["score_tokens"]["parity"]["metric"] == "bits_per_character"
     # A seed other than the configured one, in a fresh process with TensorFlow alone.
-    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(tmp_path / "export"))
+    # The float32 model the export holds (a bfloat16 one samples other texts).
+    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8, mixed_precision="float32"), str(tmp_path / "export"))
     prompts = ["ROMEO: ", "", "NURSE: fear"]
     settings = {"max_length": 12, "temperature": 1.2, "top_k": 5, "top_p": 0.9, "seed": 42}
     keras_text = entry.generate(trainer.model, prompts, **settings)
@@ -299,3 +304,15 @@ def test_quantized_exports_are_judged_in_bits_per_character(tmp_path):
     with pytest.raises(exporter.ExportError, match=r"lstm_lm_step_dynamic\.tflite: bits_per_character worsens by"):
         exporter.export(entry, trainer.model, str(tmp_path / "work"), formats=("tflite",), source=source,
                         num_checks=10, quantize=("dynamic",), checks=checks)
+
+
+def test_a_bfloat16_model_samples_and_scores(tmp_path):
+    # Its cells may return states in another dtype than the loops carry (a while loop refuses
+    # that): what `auto` trains on bfloat16 hardware must still generate in process.
+    entry, source = _entry(tmp_path, max_length=8)
+    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8, mixed_precision="mixed_bfloat16"), str(tmp_path))
+    assert trainer.model.compute_dtype == "bfloat16"
+    texts = entry.generate(trainer.model, ["ROMEO: ", ""], seed=1, temperature=1.0)
+    assert len(texts) == 2 and all(isinstance(t, str) and len(t) <= 8 for t in texts)
+    bits = entry._score_fn(trainer.model)(tf.constant(["ROMEO: love"]))["bits_per_character"]  # noqa: SLF001
+    assert np.isfinite(bits.numpy()).all()

@@ -22,9 +22,10 @@ class TrainerConfig:
         weight_decay: AdamW decoupled weight decay.
         beta_1: Adam/AdamW first-moment decay (0.9; DCGAN's recipe uses 0.5).
         clipnorm: clip the global gradient to this norm (0: no clipping).
-        mixed_precision: "" or "float32", "mixed_bfloat16" (TPU, CPU), "mixed_float16" (GPU;
-            with dynamic loss scaling), or "auto": bfloat16 where the hardware has bfloat16
-            units (`trainers/precision.py`).
+        mixed_precision: "auto" (the default): bfloat16 compute with float32 variables where the
+            hardware has bfloat16 units (a TPU, GPUs of capability 8.0+, CPUs with AVX512_BF16
+            or AMX), float32 elsewhere (`trainers/precision.py`); "float32" (or ""),
+            "mixed_bfloat16", or "mixed_float16" (GPU; with dynamic loss scaling) force one.
         checkpoint_every: steps between checkpoints (one is always written at the end).
         keep_checkpoints: checkpoints kept on disk.
         log_every: steps between log lines, TensorBoard scalars and `metrics.jsonl` rows.
@@ -75,7 +76,7 @@ class TrainerConfig:
     weight_decay: float = 0.01
     beta_1: float = 0.9
     clipnorm: float = 1.0
-    mixed_precision: str = ""
+    mixed_precision: str = "auto"
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 100

@@ -14,10 +14,35 @@ Example:
     'float32'
 """
 
+import contextlib
+
 from zoo.config import ConfigError
 
 POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@contextlib.contextmanager
+def policy_scope(policy):
+    """Keras's global dtype policy set to `policy` inside the block and put back after it, so
+    a trainer's choice does not leak into models built later in the same process.
+
+    Example:
+        >>> import keras
+        >>> with policy_scope("mixed_bfloat16"):
+        ...     keras.layers.Dense(2).compute_dtype
+        'bfloat16'
+        >>> keras.mixed_precision.global_policy().name
+        'float32'
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def cpu_flags(path="/proc/cpuinfo"):
@@ -44,7 +69,12 @@ def gpu_capabilities():
 
 
 def resolve(setting, flags=None, gpus=None, tpu=False):
-    """The Keras policy name of `setting` on this machine (see the module docstring).
+    """The Keras policy name of `setting` on this machine (see the module docstring)."""
+    return choose(setting, flags, gpus, tpu)[0]
+
+
+def choose(setting, flags=None, gpus=None, tpu=False):
+    """(Keras policy name, why) for `setting` on this machine.
 
     Args:
         setting: the config value; "" means float32.
@@ -53,16 +83,26 @@ def resolve(setting, flags=None, gpus=None, tpu=False):
 
     Raises:
         ConfigError: naming `mixed_precision` and the accepted values.
+
+    Example:
+        >>> choose("auto", flags={"avx512_bf16"}, gpus=[], tpu=False)[1]
+        'auto: this CPU has bfloat16 units (avx512_bf16)'
     """
     setting = setting or "float32"
     if setting not in POLICIES:
         raise ConfigError(f"--config mixed_precision={setting}: expected one of {', '.join(POLICIES)}.")
     if setting != "auto":
-        return setting
+        return setting, "--config mixed_precision"
     if tpu:
-        return "mixed_bfloat16"
+        return "mixed_bfloat16", "auto: a TPU"
     gpus = gpu_capabilities() if gpus is None else gpus
     if gpus:
-        return "mixed_bfloat16" if all(tuple(c) >= (8, 0) for c in gpus) else "float32"
+        names = ", ".join(f"{major}.{minor}" for major, minor in gpus)
+        if all(tuple(c) >= (8, 0) for c in gpus):
+            return "mixed_bfloat16", f"auto: GPUs of compute capability {names} have bfloat16 units"
+        return "float32", f"auto: GPUs of compute capability {names}: not all have bfloat16 units (8.0 or newer)"
     flags = cpu_flags() if flags is None else flags
-    return "mixed_bfloat16" if any(f in flags for f in CPU_BF16_FLAGS) else "float32"
+    found = [f for f in CPU_BF16_FLAGS if f in flags]
+    if found:
+        return "mixed_bfloat16", f"auto: this CPU has bfloat16 units ({', '.join(found)})"
+    return "float32", f"auto: this CPU has no bfloat16 units ({' or '.join(CPU_BF16_FLAGS)})"

@@ -32,7 +32,7 @@ from trainers import curves, distillation, precision, pruning
 from trainers.config import TrainerConfig
 from trainers.schedules import WarmupDecay
 from trainers.strategy import is_chief, worker_id
-from zoo import fileio
+from zoo import fileio, threads
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on SIGTERM after a checkpoint; run again to resume
 
@@ -83,6 +83,7 @@ class Trainer:
         >>> entry.prepare(sources.parse("builtin:dates"))
         >>> trainer = Trainer(entry, TrainerConfig(steps=2, batch_size=8, log_every=1), workdir)
         >>> result = trainer.train(sources.parse("builtin:dates"), evaluate=False)
+        Precision: ...
         Training length: 2 steps (--steps).
         [train] step=1 loss=...
         [train] step=2 loss=...
@@ -105,8 +106,8 @@ class Trainer:
             )
         if c.deterministic:
             tf.config.experimental.enable_op_determinism()
-        self.policy = precision.resolve(c.mixed_precision, tpu=isinstance(self.strategy, tf.distribute.TPUStrategy))
-        keras.mixed_precision.set_global_policy(self.policy)
+        self.policy, self.policy_reason = precision.choose(
+            c.mixed_precision, tpu=isinstance(self.strategy, tf.distribute.TPUStrategy))
         keras.utils.set_random_seed(c.seed)
         self.steps_per_epoch = self.total_steps = None
         self.length_note = ""
@@ -117,7 +118,8 @@ class Trainer:
         entry.static_shapes = bool(c.jit_compile) or isinstance(self.strategy, tf.distribute.TPUStrategy)
         entry.jit_compile = bool(c.jit_compile)
         entry.batch_size = c.batch_size
-        with self.strategy.scope():
+        # Layers take the policy when they are built; the global one is put back afterwards.
+        with self.strategy.scope(), precision.policy_scope(self.policy):
             self.model = entry.build_model()
             self.model.build()
             self.phases = entry.phases(self.model)
@@ -472,6 +474,9 @@ class Trainer:
             _log(distillation.describe(self.teacher))
         if self.pruner is not None:
             _log(f"Pruning: {self.pruner.describe()}.")
+        _log(f"Precision: {self.policy} ({self.policy_reason}; --config mixed_precision=float32 turns it "
+             "off)." if self.policy != "float32" else f"Precision: float32 ({self.policy_reason}).")
+        _log(threads.describe())
         _log(f"Training length: {self.length_note}"
              + (f"; the schedule is fitted to --config max_seconds={c.max_seconds:g}." if c.max_seconds else "."))
         train_steps = self._make_train_function()

@@ -4,6 +4,7 @@ Example:
     >>> import tempfile
     >>> workdir = tempfile.mkdtemp()
     >>> result = train("translator", workdir, preset="tiny", steps=2, batch_size=8)
+    Precision: ...
     Training length: 2 steps (--steps).
     ...
     >>> sorted(result)[:3]
@@ -17,7 +18,7 @@ import time
 
 from trainers import Trainer, TrainerConfig, distillation
 from trainers.strategy import is_chief, make_strategy
-from zoo import fileio, registry, sources, workdir as workdirs
+from zoo import fileio, registry, sources, threads, workdir as workdirs
 from zoo.config import apply_overrides
 
 
@@ -45,6 +46,7 @@ def train(model, workdir, data=None, preset=None, steps=None, epochs=None, batch
     cls = registry.get(model)
     data = sources.absolute(data) if data else data
     overrides = [absolute_path_override(o) for o in overrides]
+    threads.configure()  # before TensorFlow's runtime starts (a no-op once it has)
     if workdirs.exists(workdir):
         stored_cls, record, model_config, trainer_config = workdirs.read(workdir)
         if stored_cls is not cls:

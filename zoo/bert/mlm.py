@@ -135,7 +135,7 @@ class BertMaskedLanguageModel(BertTextEntry):
             ds = ds.take(math.ceil(limit / 64))
         correct = total = 0.0
         for batch in ds:
-            logits = model(self._inputs(batch))
+            logits = self._logits_fn(model)(self._inputs(batch))
             predicted = tf.math.top_k(tf.cast(logits, tf.float32), 1).indices[..., 0]
             weights = batch["mask_weights"]
             correct += float(tf.reduce_sum(tf.cast(predicted == batch["mask_ids"], tf.float32) * weights))
@@ -161,7 +161,7 @@ class BertMaskedLanguageModel(BertTextEntry):
                 continue
             inputs_ = self.backbone_inputs(tf.constant([ids]))
             padded = positions + [0] * (self.max_predictions - len(positions))
-            logits = model({**inputs_, "mask_positions": tf.constant([padded[:self.max_predictions]])})
+            logits = self._logits_fn(model)({**inputs_, "mask_positions": tf.constant([padded[:self.max_predictions]])})
             best = np.asarray(keras.ops.convert_to_numpy(logits))[0].argmax(-1)
             words = [w.vocabulary[t].removeprefix("##") for t in best[:len(positions)]]
             filled = parts[0]
@@ -169,6 +169,13 @@ class BertMaskedLanguageModel(BertTextEntry):
                 filled += (words[k] if k < len(words) else MASK_TEXT) + part
             outputs.append(filled)
         return outputs
+
+    @functools.lru_cache(maxsize=None)
+    def _logits_fn(self, model):
+        # In a graph: called eagerly under mixed_bfloat16, keras-hub 0.32's `MaskedLMHead` adds
+        # its float32 bias to bfloat16 logits and fails ("AddV2 ... expected to be a bfloat16
+        # tensor but is a float tensor"); traced, the same call works (and runs faster).
+        return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
 
     @functools.lru_cache(maxsize=None)
     def _embed_fn(self, model):

@@ -11,7 +11,7 @@ from zoo.bert.config import ARCHITECTURE
 from zoo.config import ConfigError, copy_backbone
 from zoo.datasets import reviews
 from zoo.entry import ZooEntry
-from zoo.text import labelled, wordpiece
+from zoo.text import labelled, precision, wordpiece
 
 VOCABULARY = "vocab.txt"
 VOCAB_TEXTS = 200_000
@@ -173,12 +173,14 @@ class BertTextEntry(ZooEntry):
     def backbone(self):
         c = self.config
         # A learned vocabulary may come out a little smaller than asked for.
-        return keras_hub.models.BertBackbone(
+        backbone = keras_hub.models.BertBackbone(
             vocabulary_size=self.wordpiece.vocabulary_size, num_layers=c.num_layers, num_heads=c.num_heads,
             hidden_dim=c.hidden_dim, intermediate_dim=c.intermediate_dim, dropout=c.dropout,
             max_sequence_length=c.max_sequence_length, name="backbone")
+        return precision.float32_islands(backbone)
 
     def initialize(self, model):
         if self.config.preset_dir:
             pretrained = keras_hub.models.BertBackbone.from_preset(self.config.preset_dir)
             copy_backbone(pretrained, model.backbone, ARCHITECTURE, f"--preset={self.config.preset_dir}")
+

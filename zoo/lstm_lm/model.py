@@ -131,8 +131,10 @@ class LstmLanguageModel(keras.Model):
         y = self.embedding(tokens)
         new_states = []
         for layer, state in zip(self.lstm_layers, states):
-            y, state = layer.cell(y, state, training=False)
-            new_states.append(list(state))
+            y, new = layer.cell(y, state, training=False)
+            # Loops carry the states in the dtype they came in (a mixed-precision cell may
+            # return another one, which a while loop refuses).
+            new_states.append([ops.cast(n, s.dtype) for n, s in zip(new, state)])
         return y, new_states
 
     def decoding_step(self, tokens, t, states, context):

@@ -22,7 +22,7 @@ import keras
 import keras_hub
 from keras import ops
 
-from zoo.text import decoding
+from zoo.text import decoding, precision
 
 PAD, EOS, UNK = 0, 1, 2
 START = PAD  # T5's decoder starts from the pad id
@@ -43,7 +43,7 @@ def build(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim, 
     # initialization is normal with stddev 1.0.
     embeddings = backbone.token_embedding.embeddings
     embeddings.assign(keras.initializers.RandomNormal(stddev=1.0)(embeddings.shape, embeddings.dtype))
-    return keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None, name=name)
+    return keras_hub.models.T5Seq2SeqLM(backbone=precision.float32_islands(backbone), preprocessor=None, name=name)
 
 
 def model_inputs(input_ids, decoder_ids, labels):
