@@ -6,8 +6,8 @@ For each model, the README's command with the entry's defaults on the developer 
 `--seconds` of training under each setting (environment variables that TensorFlow reads when
 its runtime starts), one after the other on all the cores this process may use:
 
-- `zoo`: what `zoo train` picks itself (`zoo/threads.py`: intra-op threads = usable cores,
-  inter-op threads = 1; oneDNN on);
+- `zoo`: what `zoo train` picks itself (`zoo/threads.py`: intra-op and inter-op threads =
+  the usable cores; oneDNN on);
 - `tf-default`: TensorFlow's own choice (`TF_NUM_INTRAOP_THREADS`/`TF_NUM_INTEROP_THREADS`
   unset and `ZOO_THREADS=tf` so the zoo leaves them alone);
 - intra/inter pairs, and oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`, the Eigen kernels).

@@ -27,6 +27,7 @@ def test_usable_cores_take_the_cgroup_quota(tmp_path):
 def test_the_environment_wins_and_bad_values_name_the_variable():
     assert threads.choose(env={"TF_NUM_INTEROP_THREADS": "3"}, cores=8) == (
         8, 3, "intra-op 8 (the usable cores), inter-op 3 (TF_NUM_INTEROP_THREADS)")
+    assert threads.choose(env={}, cores=3)[:2] == (3, 3)
     with pytest.raises(ConfigError, match="TF_NUM_INTRAOP_THREADS=two: expected a whole number of threads"):
         threads.choose(env={"TF_NUM_INTRAOP_THREADS": "two"}, cores=2)
     with pytest.raises(ConfigError, match="TF_NUM_INTEROP_THREADS=0: expected"):

@@ -1,14 +1,14 @@
 """How many threads TensorFlow runs its ops on: chosen for the machine, not left to chance.
 
-TensorFlow sizes both of its thread pools from the processor count it sees, which ignores a
-container's CPU quota (a pod limited to 2 CPUs on a 64-core host gets 64 threads per pool,
-and they fight over the 2 CPUs) and runs independent ops side by side in a second pool of the
-same size as the one each op's kernel already splits its work over. `zoo train` instead uses:
+TensorFlow sizes both of its thread pools from the CPUs in the process's affinity mask and
+ignores a container's CPU quota: a pod limited to 2 CPUs on a 64-core host gets 64 threads per
+pool, and they fight over the 2 CPUs. `zoo train` instead uses:
 
 - intra-op threads (the pool oneDNN and Eigen split one kernel over) = the usable cores: the
   CPUs this process may run on (its affinity mask) capped by the cgroup CPU quota;
-- inter-op threads (ops run side by side) = `INTER_OP`, from `benchmarks/threads.py`
-  (WORKSPACE_NOTES.md, "Threads").
+- inter-op threads (ops run side by side) = the usable cores too: one inter-op thread was
+  tried and lost 10-32% (BERT 183 against 203 examples/s, the translator 354 against 523 at
+  2 cores: `benchmarks/threads.py`, WORKSPACE_NOTES.md "Thread settings").
 
 `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` set by the user win; `ZOO_THREADS=tf`
 leaves TensorFlow's own choice. oneDNN stays on (TensorFlow's default on x86; its bfloat16
@@ -19,9 +19,6 @@ import math
 import os
 
 from zoo.config import ConfigError
-
-INTER_OP = 1
-
 
 def usable_cores(root="/sys/fs/cgroup"):
     """The CPUs this process may use: its affinity mask, capped by a cgroup (v2 or v1) quota."""
@@ -56,9 +53,9 @@ def choose(env=None, cores=None):
 
     Example:
         >>> choose(env={}, cores=2)
-        (2, 1, 'intra-op 2 (the usable cores), inter-op 1 (benchmarks/threads.py)')
+        (2, 2, 'intra-op and inter-op 2 (the usable cores)')
         >>> choose(env={"TF_NUM_INTRAOP_THREADS": "4"}, cores=2)[:2]
-        (4, 1)
+        (4, 2)
         >>> choose(env={"ZOO_THREADS": "tf"}, cores=2)[:2]
         (None, None)
     """
@@ -68,9 +65,11 @@ def choose(env=None, cores=None):
     cores = usable_cores() if cores is None else cores
     intra = _from_env(env, "TF_NUM_INTRAOP_THREADS")
     inter = _from_env(env, "TF_NUM_INTEROP_THREADS")
+    if not intra and not inter:
+        return cores, cores, f"intra-op and inter-op {cores} (the usable cores)"
     why = (f"intra-op {intra} (TF_NUM_INTRAOP_THREADS)" if intra else f"intra-op {cores} (the usable cores)") + ", " + \
-          (f"inter-op {inter} (TF_NUM_INTEROP_THREADS)" if inter else f"inter-op {INTER_OP} (benchmarks/threads.py)")
-    return intra or cores, inter or INTER_OP, why
+          (f"inter-op {inter} (TF_NUM_INTEROP_THREADS)" if inter else f"inter-op {cores} (the usable cores)")
+    return intra or cores, inter or cores, why
 
 
 def _from_env(env, name):
