@@ -124,7 +124,7 @@ def loop_flops(graph, op):
         values = [tf.get_static_value(t) for t in limit.op.inputs]
         if all(v is not None for v in values):
             trips = np.max(values[0], axis=tuple(np.atleast_1d(values[1])) or None)
-    if trips is None:
+    if trips is None or trips < 0:  # -1: a loop without maximum_iterations
         raise ValueError(f"{op.name}: the trip count ({limit.op.type} {limit.op.name}) is not static.")
     # The body is a function of its own: its graph (TensorFlow's private `_get_function`; no
     # public way to reach it from the op) holds the body's ops with their static shapes.

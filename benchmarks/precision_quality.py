@@ -9,7 +9,7 @@ developer data, side by side (one core each where `taskset` exists, the two core
 between seeds): `--config=mixed_precision=float32` and the default (`auto`). Both train the
 same `--steps` (the schedule fitted to them) from the same seed; the table gives the final
 validation metric of each (the entry's own, on its held-out split) and the median training
-examples/s from the trainer's log. Reads `../shared/data`; a model whose data is absent is
+examples/s from the trainer's log (each run's output: `<workdir>.out` / `.err`). Reads `../shared/data`; a model whose data is absent is
 skipped with a message.
 """
 
@@ -37,18 +37,25 @@ flags.DEFINE_string("workroot", "", "Where the workdirs go (default: a temporary
 
 
 def train(name, data, extra, steps, seed, precision, workdir, core):
+    """Starts one run; its output goes to files beside the workdir (two runs at once never
+    stall on a full pipe)."""
     command = [sys.executable, "-m", "zoo.cli", "train", f"--model={name}", f"--workdir={workdir}", f"--data={data}",
                f"--steps={steps}", f"--config=seed={seed}", f"--config=mixed_precision={precision}", *extra]
     if core is not None and shutil.which("taskset"):
         command = ["taskset", "-c", str(core), *command]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    os.makedirs(os.path.dirname(workdir), exist_ok=True)
+    with open(workdir + ".out", "w") as out, open(workdir + ".err", "w") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env, cwd=ROOT)
 
 
 def outcome(proc, workdir, metric):
-    out, err = proc.communicate()
+    proc.wait()
+    with open(workdir + ".out") as f:
+        out = f.read()
     if proc.returncode:
-        raise SystemExit(f"{' '.join(proc.args)} failed:\n{err[-2000:]}")
+        with open(workdir + ".err") as f:
+            raise SystemExit(f"{' '.join(proc.args)} failed:\n{f.read()[-2000:]}")
     result = json.loads(out.strip().splitlines()[-1])
     precision = next(line for line in out.splitlines() if line.startswith("Precision: "))
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -63,7 +70,7 @@ def main(argv):
 
     steps = {**STEPS, **{k: int(v) for k, v in (s.split("=") for s in FLAGS.steps)}}
     workroot = FLAGS.workroot or tempfile.mkdtemp(prefix="zoo-precision-")
-    two_cores = (os.cpu_count() or 1) >= 2
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     rows = []
     for name in FLAGS.models:
         data, extra = path(name), DATA[name][1]
@@ -74,7 +81,7 @@ def main(argv):
             runs = {}
             for slot, precision in enumerate(("float32", "auto")):
                 workdir = os.path.join(workroot, f"{name}-{precision}-{seed}")
-                core = (slot + index) % 2 if two_cores else None
+                core = cores[(slot + index) % 2] if len(cores) >= 2 else None
                 runs[precision] = (train(name, data, extra, steps[name], seed, precision, workdir, core), workdir)
             results = {p: outcome(proc, workdir, metric) for p, (proc, workdir) in runs.items()}
             print(f"{name} seed {seed}: " + "; ".join(f"{p} {metric}={r[0]:.4g} at {r[1]:.1f} examples/s ({r[2]})"

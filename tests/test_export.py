@@ -169,3 +169,25 @@ def test_float_outputs_and_full_integer_int8(tmp_path):
 
     details = Interpreter(model_path=int8["path"]).get_signature_runner("generate").get_input_details()
     assert details["z"]["dtype"] == np.int8  # --int8_io
+
+
+@pytest.mark.parametrize("name", ["translator", "gan", "lstm_lm", "bert_mlm", "t5"])
+def test_a_bfloat16_model_evaluates_and_exports_as_a_float32_copy(name, tmp_path):
+    # What `auto` trains on bfloat16 hardware, forced on every machine: the entry's own
+    # evaluation runs on it (keras-hub's MaskedLMHead fails eagerly in bfloat16: bert_mlm
+    # traces its calls), and the exporter works on a float32 copy with the same weights
+    # (the GAN's float32 output layers and lstm_lm's carried state included).
+    entry, source = helpers.tiny_entry(name, tmp_path)
+    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8, mixed_precision="mixed_bfloat16"), str(tmp_path))
+    trainer.train(source, evaluate=False)
+    model = trainer.model
+    assert any(layer.compute_dtype == "bfloat16" for layer in model._flatten_layers())  # noqa: SLF001
+    metrics = entry.evaluate(model, source, "validation")
+    assert metrics and all(np.isfinite(v) for v in metrics.values() if isinstance(v, float)), metrics
+    copy = exporter.float32_model(entry, model)
+    assert copy is not model
+    assert all(layer.compute_dtype == "float32" for layer in copy._flatten_layers())  # noqa: SLF001
+    assert len(copy.weights) == len(model.weights)
+    for a, b in zip(model.weights, copy.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    assert exporter.float32_model(entry, copy) is copy

@@ -2,19 +2,21 @@
 
 "auto" picks bfloat16 compute with float32 variables ("mixed_bfloat16") where the hardware has
 bfloat16 units: a TPU, GPUs of compute capability 8.0 or newer (Ampere, Hopper), or a CPU
-with AVX512_BF16 or AMX-BF16; float32 elsewhere. "float32" (or "") turns it off;
-"mixed_bfloat16" and "mixed_float16" (GPUs, with loss scaling) force a policy.
+with AVX512_BF16 or AMX-BF16 (and TensorFlow's oneDNN kernels on, which use them); float32
+elsewhere. "float32" (or "") turns it off; "mixed_bfloat16" and "mixed_float16" (GPUs, with
+loss scaling) force a policy.
 
 Example:
     >>> resolve("float32", flags=set(), gpus=[], tpu=False)
     'float32'
-    >>> resolve("auto", flags={"avx512f", "avx512_bf16"}, gpus=[], tpu=False)
+    >>> resolve("auto", flags={"avx512f", "avx512_bf16"}, gpus=[], tpu=False, env={})
     'mixed_bfloat16'
     >>> resolve("auto", flags={"avx2"}, gpus=[(7, 5)], tpu=False)  # a T4: no bfloat16 units
     'float32'
 """
 
 import contextlib
+import os
 
 from zoo.config import ConfigError
 
@@ -68,26 +70,36 @@ def gpu_capabilities():
     return capabilities
 
 
-def resolve(setting, flags=None, gpus=None, tpu=False):
+def resolve(setting, flags=None, gpus=None, tpu=False, env=None):
     """The Keras policy name of `setting` on this machine (see the module docstring)."""
-    return choose(setting, flags, gpus, tpu)[0]
+    return choose(setting, flags, gpus, tpu, env)[0]
 
 
-def choose(setting, flags=None, gpus=None, tpu=False):
+def onednn_enabled(env):
+    """Whether TensorFlow's oneDNN kernels are on (its default on x86 Linux)."""
+    return env.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
+
+
+def choose(setting, flags=None, gpus=None, tpu=False, env=None):
     """(Keras policy name, why) for `setting` on this machine.
 
     Args:
         setting: the config value; "" means float32.
         flags, gpus: the machine's CPU flags and GPU capabilities (read when None).
         tpu: whether the run is on a TPU strategy.
+        env: the environment (`os.environ` when None): `TF_ENABLE_ONEDNN_OPTS=0` means float32
+            on a CPU.
 
     Raises:
         ConfigError: naming `mixed_precision` and the accepted values.
 
     Example:
-        >>> choose("auto", flags={"avx512_bf16"}, gpus=[], tpu=False)[1]
+        >>> choose("auto", flags={"avx512_bf16"}, gpus=[], tpu=False, env={})[1]
         'auto: this CPU has bfloat16 units (avx512_bf16)'
+        >>> choose("auto", flags={"avx512_bf16"}, gpus=[], env={"TF_ENABLE_ONEDNN_OPTS": "0"})[0]
+        'float32'
     """
+    env = os.environ if env is None else env
     setting = setting or "float32"
     if setting not in POLICIES:
         raise ConfigError(f"--config mixed_precision={setting}: expected one of {', '.join(POLICIES)}.")
@@ -103,6 +115,10 @@ def choose(setting, flags=None, gpus=None, tpu=False):
         return "float32", f"auto: GPUs of compute capability {names}: not all have bfloat16 units (8.0 or newer)"
     flags = cpu_flags() if flags is None else flags
     found = [f for f in CPU_BF16_FLAGS if f in flags]
+    if found and not onednn_enabled(env):
+        # TensorFlow's own (Eigen) bfloat16 kernels emulate it: BERT ran 9x slower.
+        return "float32", f"auto: TF_ENABLE_ONEDNN_OPTS={env['TF_ENABLE_ONEDNN_OPTS']} turns off the oneDNN " \
+                          f"kernels that use this CPU's bfloat16 units ({', '.join(found)})"
     if found:
         return "mixed_bfloat16", f"auto: this CPU has bfloat16 units ({', '.join(found)})"
     return "float32", f"auto: this CPU has no bfloat16 units ({' or '.join(CPU_BF16_FLAGS)})"

@@ -5,7 +5,9 @@ ignores a container's CPU quota: a pod limited to 2 CPUs on a 64-core host gets 
 pool, and they fight over the 2 CPUs. `zoo train` instead uses:
 
 - intra-op threads (the pool oneDNN and Eigen split one kernel over) = the usable cores: the
-  CPUs this process may run on (its affinity mask) capped by the cgroup CPU quota;
+  CPUs this process may run on (its affinity mask) capped by the CPU quota of the cgroup at
+  /sys/fs/cgroup (a container's own one; a quota on a parent cgroup, such as a systemd
+  slice seen without a cgroup namespace, is not read);
 - inter-op threads (ops run side by side) = the usable cores too: one inter-op thread was
   tried and lost 10-32% (BERT 183 against 203 examples/s, the translator 354 against 523 at
   2 cores: `benchmarks/threads.py`, WORKSPACE_NOTES.md "Thread settings").
@@ -19,6 +21,7 @@ import math
 import os
 
 from zoo.config import ConfigError
+
 
 def usable_cores(root="/sys/fs/cgroup"):
     """The CPUs this process may use: its affinity mask, capped by a cgroup (v2 or v1) quota."""

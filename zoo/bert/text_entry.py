@@ -183,4 +183,3 @@ class BertTextEntry(ZooEntry):
         if self.config.preset_dir:
             pretrained = keras_hub.models.BertBackbone.from_preset(self.config.preset_dir)
             copy_backbone(pretrained, model.backbone, ARCHITECTURE, f"--preset={self.config.preset_dir}")
-
