@@ -19,9 +19,9 @@ def exported(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("w")
     entry, source = helpers.tiny_entry("translator", workdir)
     trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(workdir))
-    manifest = exporter.export(entry, trainer.model, str(workdir), formats=("saved_model",), source=source,
-                               num_checks=8)
-    return entry, trainer.model, source, manifest["artifacts"][0]
+    model = exporter.float32_model(entry, trainer.model)  # what the export holds, whatever `auto` picked
+    manifest = exporter.export(entry, model, str(workdir), formats=("saved_model",), source=source, num_checks=8)
+    return entry, model, source, manifest["artifacts"][0]
 
 
 @pytest.mark.slow
