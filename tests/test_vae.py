@@ -219,7 +219,9 @@ def test_cli_train_evaluate_predict_export(tmp_path):
 
     metrics = json.loads(helpers.zoo_cli("evaluate", f"--workdir={workdir}").stdout.strip().splitlines()[-1])
     assert {"val_loss", "neg_elbo", "reconstruction", "kl", "frechet_distance"} <= set(metrics)
-    assert metrics["neg_elbo"] == pytest.approx(rows[-1]["neg_elbo"])
+    # Training evaluates in its own precision (bfloat16 where `auto` picks it), `zoo evaluate`
+    # in float32, as exports are: 440.19 against 440.23 nats on a bfloat16 machine.
+    assert metrics["neg_elbo"] == pytest.approx(rows[-1]["neg_elbo"], rel=1e-3)
 
     out = helpers.zoo_cli("predict", f"--workdir={workdir}", "4:2").stdout.strip().splitlines()
     assert out == [f"4:2\t{os.path.join(workdir, 'predictions', 'samples-4-seed2.png')}"]
