@@ -1,9 +1,14 @@
 """The developer data each benchmark trains on (`../shared/data`, never copied into the
-project), with the flags the README gives for it."""
+project), with the flags the README gives for it, and what a `zoo train` run reports."""
 
+import json
 import os
+import statistics
+import subprocess
+import sys
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(ROOT, "..", "shared", "data")
 # model: (file under SHARED, `zoo train` flags the README names for it)
 DATA = {"bert_classifier": ("classification/sst2_train.tsv",
                             ["--config=validation_data=" + os.path.join(SHARED, "classification", "sst2_dev.tsv")]),
@@ -21,3 +26,32 @@ def path(name):
         print(f"skipped {name}: {data} not found (the shared data folder is absent)")
         return None
     return data
+
+
+def train_rate(workdir):
+    """The median training examples/s of a run's log (`metrics.jsonl`), leaving out the first
+    line, which includes tracing."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rates = [row["examples_per_sec"] for row in map(json.loads, f)
+                 if row.get("kind") == "train" and "examples_per_sec" in row]
+    return statistics.median(rates[1:] or rates)
+
+
+def precision_line(stdout):
+    """The "Precision: <policy> (...)" line `zoo train` printed."""
+    return next(line for line in stdout.splitlines() if line.startswith("Precision: "))
+
+
+def timed_run(name, data, extra, workdir, seconds, env=None):
+    """`zoo train` of `name` with its defaults for `seconds` (the trainer's time budget);
+    returns (median training examples/s, the run's stdout). `env`, where given, replaces any
+    thread settings of this environment (benchmarks/threads.py sets its own)."""
+    command = [sys.executable, "-m", "zoo.cli", "train", f"--model={name}", f"--workdir={workdir}", f"--data={data}",
+               f"--config=max_seconds={seconds:g}", "--config=log_every=20", *extra]
+    base = {k: v for k, v in os.environ.items()
+            if env is None or k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+                          env={**base, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
+    return train_rate(workdir), proc.stdout

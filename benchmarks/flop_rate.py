@@ -21,10 +21,8 @@ The table: examples/s, GFLOP per example, achieved GFLOP/s, and that as a share 
 Reads `../shared/data`; a model whose data is absent is skipped with a message.
 """
 
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.developer_data import DATA, path  # noqa: E402
+from benchmarks.developer_data import DATA, path, precision_line, timed_run  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["bert_classifier", "vae", "gan", "translator", "lstm_lm"], "Entries to measure.")
@@ -174,23 +172,6 @@ def op_flops(op):
     return 0
 
 
-def examples_per_sec(name, data, extra, workdir):
-    command = [sys.executable, "-m", "zoo.cli", "train", f"--model={name}", f"--workdir={workdir}", f"--data={data}",
-               f"--config=max_seconds={FLAGS.seconds:g}", "--config=log_every=20", *extra]
-    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
-    rates = []
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            row = json.loads(line)
-            if row.get("kind") == "train" and "examples_per_sec" in row:
-                rates.append(row["examples_per_sec"])
-    policy = next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("Precision: "))
-    return statistics.median(rates[1:] or rates), policy
-
-
 def main(argv):
     del argv
     import tensorflow as tf
@@ -205,7 +186,8 @@ def main(argv):
         if data is None:
             continue
         flops = train_flops_per_example(name, data)
-        rate, policy = examples_per_sec(name, data, extra, os.path.join(workroot, name))
+        rate, out = timed_run(name, data, extra, os.path.join(workroot, name), FLAGS.seconds)
+        policy = precision_line(out).split()[1]
         achieved = flops * rate / 1e9
         rows.append((name, rate, flops / 1e9, achieved, policy))
         print(f"{name}: {rate:.1f} examples/s x {flops / 1e9:.4f} GFLOP"

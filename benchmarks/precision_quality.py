@@ -16,7 +16,6 @@ skipped with a message.
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.developer_data import DATA, path  # noqa: E402
+from benchmarks.developer_data import DATA, path, precision_line, train_rate  # noqa: E402
 
 FLAGS = flags.FLAGS
 STEPS = {"bert_classifier": 600, "vae": 2000, "gan": 1500, "translator": 800, "lstm_lm": 600, "t5": 600}
@@ -57,11 +56,7 @@ def outcome(proc, workdir, metric):
         with open(workdir + ".err") as f:
             raise SystemExit(f"{' '.join(proc.args)} failed:\n{f.read()[-2000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    precision = next(line for line in out.splitlines() if line.startswith("Precision: "))
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rates = [row["examples_per_sec"] for row in map(json.loads, f)
-                 if row.get("kind") == "train" and "examples_per_sec" in row]
-    return result[metric], statistics.median(rates[1:] or rates), precision
+    return result[metric], train_rate(workdir), precision_line(out)
 
 
 def main(argv):

@@ -17,10 +17,7 @@ first, which includes tracing), as a ratio to TensorFlow's default. Reads `../sh
 model whose data is absent is skipped with a message.
 """
 
-import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 
@@ -29,7 +26,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.developer_data import DATA, path  # noqa: E402
+from benchmarks.developer_data import DATA, path, timed_run  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["bert_classifier", "translator", "gan"], "Entries to measure.")
@@ -47,21 +44,6 @@ def settings(cores):
     return rows
 
 
-def examples_per_sec(name, data, extra, workdir, env):
-    command = [sys.executable, "-m", "zoo.cli", "train", f"--model={name}", f"--workdir={workdir}", f"--data={data}",
-               f"--config=max_seconds={FLAGS.seconds:g}", "--config=log_every=20", *extra]
-    base = {k: v for k, v in os.environ.items() if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                          env={**base, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rates = [row["examples_per_sec"] for row in map(json.loads, f)
-                 if row.get("kind") == "train" and "examples_per_sec" in row]
-    said = next((line for line in proc.stdout.splitlines() if line.startswith("Threads: ")), "")
-    return statistics.median(rates[1:] or rates), said
-
-
 def main(argv):
     del argv
     from zoo import threads
@@ -75,7 +57,8 @@ def main(argv):
         if data is None:
             continue
         for label, env in settings(cores):
-            rate, said = examples_per_sec(name, data, extra, os.path.join(workroot, f"{name}-{len(table)}"), env)
+            rate, out = timed_run(name, data, extra, os.path.join(workroot, f"{name}-{len(table)}"), FLAGS.seconds, env)
+            said = next((line for line in out.splitlines() if line.startswith("Threads: ")), "")
             table[name, label] = rate
             print(f"{name} [{label}]: {rate:.1f} examples/s {said}", flush=True)
     labels = [label for label, _ in settings(cores)]

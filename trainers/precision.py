@@ -7,11 +7,11 @@ elsewhere. "float32" (or "") turns it off; "mixed_bfloat16" and "mixed_float16" 
 loss scaling) force a policy.
 
 Example:
-    >>> resolve("float32", flags=set(), gpus=[], tpu=False)
+    >>> choose("float32", flags=set(), gpus=[], tpu=False)[0]
     'float32'
-    >>> resolve("auto", flags={"avx512f", "avx512_bf16"}, gpus=[], tpu=False, env={})
+    >>> choose("auto", flags={"avx512f", "avx512_bf16"}, gpus=[], tpu=False, env={})[0]
     'mixed_bfloat16'
-    >>> resolve("auto", flags={"avx2"}, gpus=[(7, 5)], tpu=False)  # a T4: no bfloat16 units
+    >>> choose("auto", flags={"avx2"}, gpus=[(7, 5)], tpu=False)[0]  # a T4: no bfloat16 units
     'float32'
 """
 
@@ -68,11 +68,6 @@ def gpu_capabilities():
         details = tf.config.experimental.get_device_details(gpu)
         capabilities.append(tuple(details.get("compute_capability", (0, 0))))
     return capabilities
-
-
-def resolve(setting, flags=None, gpus=None, tpu=False, env=None):
-    """The Keras policy name of `setting` on this machine (see the module docstring)."""
-    return choose(setting, flags, gpus, tpu, env)[0]
 
 
 def onednn_enabled(env):
