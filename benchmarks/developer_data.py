@@ -17,6 +17,15 @@ DATA = {"bert_classifier": ("classification/sst2_train.tsv",
         "translator": ("translation/eng_fra.tsv", []),
         "lstm_lm": ("text/tinyshakespeare_train.txt", []),
         "t5": ("text2text/e2e.tsv", [])}
+# model: `--config` overrides that give the zoo entry its peer's exact sizes (the throughput
+# comparisons: the same model on both sides; each entry's preset `small` otherwise)
+PEER_SIZES = {
+    "vae": ["latent_dim=2", "filters=32,64", "dense_units=16", "kernel_size=3"],
+    "gan": ["latent_dim=128", "generator_filters=128,256", "discriminator_filters=64,128,128",
+            "kernel_size=4", "output_kernel_size=5", "batch_norm=false"],
+    "translator": ["attention=none", "bidirectional=false", "embedding_dim=256", "units=256", "dropout=0",
+                   "num_layers=1"],
+}
 
 
 def path(name):

@@ -89,7 +89,7 @@ def main(argv):
     from export import tflite
     from zoo import commands
 
-    entry, trainer, _ = commands.restore(workdir)
+    entry, trainer, source = commands.restore(workdir)
     steps = int(trainer.step.numpy())  # what the checkpoint holds (a --workdir may have stopped on max_seconds)
     frozen = os.path.join(workdir, "frozen-reference")
     name = spec["reference"]
@@ -108,13 +108,23 @@ def main(argv):
     print(f"\n== {FLAGS.model} ({preset}, {steps} steps); validation: {json.dumps(manifest.get('training_metrics'))}")
     print(f"Keras serving_default batch-1 median latency: {manifest['keras_latency_ms_batch1']:.2f} ms; "
           f"SavedModel (fresh process, strings in/out): {sm['latency_ms_batch1']:.2f} ms, {sm['size_bytes']:,} bytes")
-    print(f"{'TFLite artifact':46s} {'bytes':>11s} {'x fp32':>7s} {'ms b=1':>7s} "
+    # The same artifacts on one interpreter thread (LiteRT's own default) beside the export's
+    # figure, measured on `latency_threads` threads (the usable cores, as the SavedModel uses).
+    servables = entry.serving_functions(trainer.model)
+    inputs = entry.held_out_examples(source, 50)[0]
+    one_thread = {a["path"]: tflite.run_rows(a["path"], a["signature"], servables[a["signature"]].encode(inputs),
+                                             a["xnnpack"], num_threads=1)[1]
+                  for a in arts if a["format"] == "tflite"}
+    print(f"{'TFLite artifact':46s} {'bytes':>11s} {'x fp32':>7s} {'ms b=1':>7s} {'x SM':>5s} {'1 thr':>6s} "
           f"{metric + ' keras':>14s} {metric + ' tflite':>15s} {'mismatch':>8s}")
     for a in (a for a in arts if a["format"] == "tflite"):
         fp32 = next(b for b in arts if b.get("signature") == a["signature"] and b["quantization"] == "none")
         p = a["parity"]
         print(f"{os.path.basename(a['path']):46s} {a['size_bytes']:11,d} {a['size_bytes'] / fp32['size_bytes']:7.2f} "
-              f"{a['latency_ms_batch1']:7.2f} {p['keras']:14.2f} {p['tflite']:15.2f} {p['mismatches']:5d}/{p['checked']}")
+              f"{a['latency_ms_batch1']:7.2f} {a['latency_ms_batch1'] / sm['latency_ms_batch1']:5.2f} "
+              f"{one_thread[a['path']]:6.2f} {p['keras']:14.2f} {p['tflite']:15.2f} {p['mismatches']:5d}/{p['checked']}")
+    print(f"(ms b=1: median batch-1 latency on XNNPACK, {next(a for a in arts if a['format'] == 'tflite').get('latency_threads')} interpreter threads; x SM: "
+          f"against the SavedModel's batch-1 latency; 1 thr: the same artifact on one thread)")
     for skipped in manifest.get("skipped", []):
         print(f"skipped {skipped['signature']} {skipped['quantization']}: {skipped['reason']}")
     print(f"\n== Memory (peak RSS, /usr/bin/time -v): every format and quantization {export_mib:.0f} MiB")

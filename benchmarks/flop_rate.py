@@ -14,6 +14,8 @@ For each model, in one run:
 - Training examples/s: the README's command with the entry's defaults on the developer data,
   `--config max_seconds=--seconds` (the trainer's own `examples_per_sec` log, the median of
   the lines after the first, which includes tracing).
+- Where the step's time goes: each run traces `--profile_steps` with TensorFlow's profiler
+  (`--config profile_steps`, `trainers/profiling.py`) and prints the op types by self time.
 - The machine's peak, measured in the same run: a `--matmul` square matrix product in float32
   and in bfloat16 (the processor's bfloat16 dot-product units, where it has them).
 
@@ -35,10 +37,12 @@ from absl import app, flags  # noqa: E402
 from benchmarks.developer_data import DATA, path, precision_line, timed_run  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", ["bert_classifier", "vae", "gan", "translator", "lstm_lm"], "Entries to measure.")
+flags.DEFINE_list("models", ["bert_classifier", "vae", "gan", "translator", "lstm_lm", "t5"], "Entries to measure.")
 flags.DEFINE_float("seconds", 90.0, "Training wall time of each model (the trainer's time budget).")
 flags.DEFINE_integer("matmul", 2048, "Side of the square matrices of the peak measurement.")
 flags.DEFINE_string("workroot", "", "Where the workdirs go (default: a temporary folder).")
+flags.DEFINE_string("profile_steps", "40-60", "Steps each run traces (`--config profile_steps`): where the "
+                    "step's time goes, by op type ('' : no profile).")
 
 
 def peak_gflops(dtype, n, seconds=3.0):
@@ -65,15 +69,16 @@ def peak_gflops(dtype, n, seconds=3.0):
     return 2.0 * n ** 3 * count / elapsed / 1e9
 
 
-def train_flops_per_example(name, data, batches=8):
-    """FLOPs of one example's forward and backward pass."""
+def train_flops_per_example(name, data, batches=8, preset="small", overrides=()):
+    """FLOPs of one example's forward and backward pass of entry `name` at `preset` with the
+    `--config` `overrides` (its batch size among them)."""
     import tensorflow as tf
 
     from trainers.config import TrainerConfig
     from zoo import commands, registry, sources
 
     cls = registry.get(name)
-    model_config, trainer_config = commands.initial_configs(cls, "small")
+    model_config, trainer_config = commands.initial_configs(cls, preset, overrides)
     batch_size = trainer_config.batch_size or TrainerConfig().batch_size
     entry = cls(model_config, tempfile.mkdtemp(prefix="zoo-flops-"))
     source = sources.parse(data)
@@ -180,14 +185,17 @@ def main(argv):
     peaks = {"float32": peak_gflops(tf.float32, FLAGS.matmul), "bfloat16": peak_gflops(tf.bfloat16, FLAGS.matmul)}
     print(f"peak ({FLAGS.matmul} x {FLAGS.matmul} matmul): float32 {peaks['float32']:.1f} GFLOP/s, "
           f"bfloat16 {peaks['bfloat16']:.1f} GFLOP/s", flush=True)
-    rows = []
+    rows, profiles = [], {}
     for name in FLAGS.models:
         data, extra = path(name), DATA[name][1]
         if data is None:
             continue
         flops = train_flops_per_example(name, data)
-        rate, out = timed_run(name, data, extra, os.path.join(workroot, name), FLAGS.seconds)
+        profile = [f"--config=profile_steps={FLAGS.profile_steps}"] if FLAGS.profile_steps else []
+        rate, out = timed_run(name, data, extra + profile, os.path.join(workroot, name), FLAGS.seconds)
         policy = precision_line(out).split()[1]
+        profiles[name] = next((line for line in out.splitlines() if line.startswith("Profile of steps")),
+                              "no profile (the run ended before its steps)")
         achieved = flops * rate / 1e9
         rows.append((name, rate, flops / 1e9, achieved, policy))
         print(f"{name}: {rate:.1f} examples/s x {flops / 1e9:.4f} GFLOP"
@@ -199,6 +207,9 @@ def main(argv):
         own = peaks["bfloat16" if "bfloat16" in policy else "float32"]
         print(f"| {name} | {policy} | {rate:.1f} | {gflop:.4f} | {achieved:.2f} | {achieved / peaks['float32']:.1%} | "
               f"{achieved / peaks['bfloat16']:.1%} | {achieved / own:.1%} |")
+    print("\nWhere each step's time goes (self time of the traced ops, by type):")
+    for name, line in profiles.items():
+        print(f"- {name}: {line}")
 
 
 if __name__ == "__main__":

@@ -82,12 +82,14 @@ def _zoo_row(workdir):
     entry.config = full
     scored = entry.evaluate(trainer.model, source, "validation")
     characters_per_token = scored["characters"] / scored["tokens"]
-    rate = statistics.median(r["examples_per_sec"] for r in train_rows) * c.sequence_length * characters_per_token
+    examples = statistics.median(r["examples_per_sec"] for r in train_rows)
+    rate = examples * c.sequence_length * characters_per_token
     entry.config = dataclasses.replace(c, max_length=FLAGS.sample_chars)
     entry._generate_fn.cache_clear()  # noqa: SLF001  (a buffer of the sample's length)
     sample = entry.generate(trainer.model, [""], temperature=FLAGS.temperature, seed=FLAGS.seed)[0]
     return {"peer": "zoo lstm_lm", "bits_per_character": scored["bits_per_character"],
             "train_steps": int(trainer.step.numpy()), "train_characters_per_second": rate,
+            "train_examples_per_second": examples,
             "params": sum(int(np.prod(w.shape)) for w in trainer.model.trainable_weights), "sample": sample,
             "settings": {**dataclasses.asdict(c), **{k: v for k, v in json.load(open(os.path.join(
                 workdir, "zoo.json")))["trainer_config"].items() if k in ("optimizer", "learning_rate", "lr_schedule",

@@ -44,6 +44,8 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags, logging  # noqa: E402
 
+from benchmarks.developer_data import PEER_SIZES  # noqa: E402
+
 FLAGS = flags.FLAGS
 DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "images", "mnist_train.npz")
 flags.DEFINE_string("data", DEFAULT_DATA, "MNIST .npz with x_train (and y_train).")
@@ -75,11 +77,6 @@ flags.DEFINE_integer("gan_throughput_steps", 30, "Steps of batch 128 per timed G
                      "10 gave windows of ~10 s whose noise hid the ratio).")
 flags.DEFINE_string("out", "", "Also write the figures as JSON here.")
 
-PEER_SIZED = {
-    "vae": ["latent_dim=2", "filters=32,64", "dense_units=16", "kernel_size=3"],
-    "gan": ["latent_dim=128", "generator_filters=128,256", "discriminator_filters=64,128,128",
-            "kernel_size=4", "output_kernel_size=5", "batch_norm=false"],
-}
 
 
 def _split():
@@ -220,7 +217,7 @@ def throughput_part(x_train, x_val):
             window = count // FLAGS.batch_size
             workdir = tempfile.mkdtemp(prefix=f"bench-{name}-rate-")
             try:
-                overrides = PEER_SIZED[name] + [f"log_every={window}", "clipnorm=0", "frechet_train_steps=1"]
+                overrides = PEER_SIZES[name] + [f"log_every={window}", "clipnorm=0", "frechet_train_steps=1"]
                 _, rows, _ = _zoo_train(name, workdir, "small", overrides, evaluate=False, steps=2 * window,
                                         batch_size=FLAGS.batch_size)
             finally:

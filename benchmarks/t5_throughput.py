@@ -25,6 +25,7 @@ the zoo's decoding step at position 5 and at position 60 of a 64-token buffer. `
 the zoo's `generate` (what `evaluate`/`predict` run) as a graph and under XLA (`jit_compile`).
 """
 
+import json
 import os
 import sys
 import tempfile
@@ -67,8 +68,6 @@ def _sizes(config, vocabulary_size):
 
 
 def train_zoo(entry, source, workdir):
-    import json
-
     from trainers import Trainer, TrainerConfig
 
     config = TrainerConfig(**{**entry.trainer_defaults, "steps": WARMUP + FLAGS.steps, "batch_size": FLAGS.batch_size,
@@ -269,6 +268,8 @@ def main(argv):
         print(f"training examples/s (batch {FLAGS.batch_size}): zoo {zoo_rate:.2f}, keras-hub fit {keras_rate:.2f}, "
               f"HF PyTorch {hf_rate:.2f}; ratio zoo/keras-hub {zoo_rate / keras_rate:.2f}, "
               f"zoo/HF {zoo_rate / hf_rate:.2f}")
+        print(json.dumps({"train_examples_per_sec": {"zoo": zoo_rate, "keras_hub_fit": keras_rate,
+                                                     "hf_pytorch": hf_rate}}), flush=True)
     if "generate" in FLAGS.parts:
         from zoo.t5 import model as t5
 

@@ -113,15 +113,13 @@ def throughput():
     import tensorflow as tf
     from lstm_seq2seq_peer import Seq2SeqPeer
     from trainers import Trainer, TrainerConfig
-    from zoo import registry, sources
+    from benchmarks.developer_data import PEER_SIZES
+    from zoo import commands, registry, sources
 
     train = _pairs("train")
     steps, batch = FLAGS.throughput_steps, 64
     cls = registry.get("translator")
-    config = cls.preset("small")
-    import dataclasses
-    config = dataclasses.replace(config, attention="none", bidirectional=False, embedding_dim=256,
-                                 units=256, dropout=0.0, num_layers=1)
+    config = commands.initial_configs(cls, "small", PEER_SIZES["translator"])[0]
     workdir = tempfile.mkdtemp(prefix="bench-tp-")
     try:
         entry = cls(config, workdir)

@@ -18,6 +18,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from export.errors import ConversionError, ExportError
+from zoo import threads
 
 BUILTINS = "TFLITE_BUILTINS"
 # Not a TFLite op set: the converter's `allow_custom_ops`, for ops with kernels of their own
@@ -126,11 +127,15 @@ def custom_op_registerers():
     return list(tflite_registrar.SELECT_TFTEXT_OPS)
 
 
-def interpreter(path, **kwargs):
-    """A LiteRT interpreter with tensorflow-text's custom ops registered."""
+def interpreter(path, num_threads=None, **kwargs):
+    """A LiteRT interpreter with tensorflow-text's custom ops registered, running on
+    `num_threads` threads (default: `zoo.threads.usable_cores()`, the cores TensorFlow uses for
+    the SavedModel here). XNNPACK, the default delegate, takes the interpreter's thread count;
+    LiteRT's own default is one thread."""
     from ai_edge_litert.interpreter import InterpreterWithCustomOps
 
-    return InterpreterWithCustomOps(model_path=path, custom_op_registerers=custom_op_registerers(), **kwargs)
+    return InterpreterWithCustomOps(model_path=path, custom_op_registerers=custom_op_registerers(),
+                                    num_threads=num_threads or threads.usable_cores(), **kwargs)
 
 
 def _ops(path):
@@ -173,25 +178,27 @@ def uses_xnnpack(path, signature):
         return False
 
 
-def signature_runner(path, signature, xnnpack=None):
+def signature_runner(path, signature, xnnpack=None, num_threads=None):
     """A signature runner of the model at `path`, on XNNPACK where it takes the model
-    (`xnnpack`: whether it does, when the caller knows already)."""
+    (`xnnpack`: whether it does, when the caller knows already), on `num_threads` threads
+    (`interpreter`)."""
     from ai_edge_litert.interpreter import OpResolverType
 
     if uses_xnnpack(path, signature) if xnnpack is None else xnnpack:
-        return interpreter(path).get_signature_runner(signature)
-    return interpreter(path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        return interpreter(path, num_threads).get_signature_runner(signature)
+    return interpreter(path, num_threads,
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
                        ).get_signature_runner(signature)
 
 
-def run_rows(path, signature, inputs, xnnpack=None):
+def run_rows(path, signature, inputs, xnnpack=None, num_threads=None):
     """Runs a batch-1 TFLite signature over each row of `inputs` (dict of arrays), on XNNPACK
-    where it takes the model (`signature_runner`).
+    where it takes the model (`signature_runner`), on `num_threads` threads (`interpreter`).
 
     Returns:
         (dict of output name to the rows' outputs stacked, median milliseconds per row).
     """
-    runner = signature_runner(path, signature, xnnpack)
+    runner = signature_runner(path, signature, xnnpack, num_threads)
     in_details, out_details = runner.get_input_details(), runner.get_output_details()
     # Integer inputs/outputs of a float signal (--int8_io): quantize on the way in,
     # dequantize on the way out, with the model's own scale and zero point.

@@ -40,6 +40,32 @@ def test_cached_steps_equal_the_uncached_forward_pass():
         np.testing.assert_allclose(np.asarray(logits), full[:, position], rtol=1e-4, atol=1e-4)
 
 
+def test_bfloat16_attention_takes_its_scores_and_softmax_in_float32():
+    import keras
+    from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention
+
+    from trainers import precision
+
+    with precision.policy_scope("mixed_bfloat16"):
+        lm = _tiny_lm()
+    attention = [layer for layer in lm._flatten_layers() if isinstance(layer, T5MultiHeadAttention)]  # noqa: SLF001
+    assert len(attention) == 2 + 2 * 2  # encoder self; decoder self and cross, per layer
+    hidden = keras.ops.ones((2, 5, 16), "bfloat16")
+    for layer in attention:
+        assert layer.compute_dtype == "bfloat16" and layer.key_projector.compute_dtype == "bfloat16"
+        # The scores are the query's dtype: float32 queries make them (and the softmax) float32.
+        query = layer.query_projector(hidden)
+        assert keras.backend.standardize_dtype(query.dtype) == "float32"
+        key = layer.key_projector(hidden)
+        scores = keras.ops.einsum("bqnd,bknd->bnqk", keras.ops.reshape(query, (2, 5, 2, 8)),
+                                  keras.ops.reshape(key, (2, 5, 2, 8)))
+        assert keras.backend.standardize_dtype(scores.dtype) == "float32"
+    output = lm.backbone({"encoder_token_ids": np.ones((2, 5), "int32"), "encoder_padding_mask": np.ones((2, 5), bool),
+                          "decoder_token_ids": np.ones((2, 3), "int32"),
+                          "decoder_padding_mask": np.ones((2, 3), bool)})
+    assert np.isfinite(np.asarray(keras.ops.cast(output["decoder_sequence_output"], "float32"))).all()
+
+
 def test_greedy_matches_teacher_forcing_and_beam_of_one():
     lm = _tiny_lm(1)
     source = np.random.RandomState(1).randint(3, 40, (4, 6)).astype("int32")

@@ -243,3 +243,32 @@ def test_strategies_by_name(monkeypatch):
 def test_batch_must_split_over_replicas(toy, tmp_path):
     with pytest.raises(TrainingError, match="--batch_size=15 does not split evenly over 2 replicas"):
         Trainer(toy, TrainerConfig(batch_size=15), str(tmp_path), strategy=helpers.mirrored())
+
+
+def test_profile_steps_trace_the_chosen_steps_and_name_their_ops(toy, tmp_path, capsys):
+    from trainers import profiling
+
+    config = TrainerConfig(steps=12, batch_size=16, log_every=4, steps_per_execution=4, profile_steps="6-9")
+    trainer = Trainer(toy, config, str(tmp_path))
+    trainer.train(TOY, evaluate=False)
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("Profile of steps 6-9"))
+    times = profiling.op_times(str(tmp_path / "logs" / "profile"))
+    # The toy's step: dense layers (MatMul, oneDNN's _MklMatMul or a fused form) and Adam's updates.
+    assert any("MatMul" in op for op in times), times
+    assert any(op in line for op in times) and "% " in line, line
+    assert not trainer.profiler.running
+    # Chunks were cut at 6 and 9 (log rows stay at their own steps).
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [4, 8, 12]
+    with pytest.raises(ConfigError, match=r"profile_steps=9-6: expected FIRST-LAST"):
+        Trainer(toy, TrainerConfig(steps=1, profile_steps="9-6"), str(tmp_path / "bad"))
+
+
+def test_profile_self_times_leave_out_nested_events():
+    from trainers.profiling import _self_times
+
+    events = [(0, 100, "loop:While"), (10, 40, "a:MatMul"), (50, 60, "b:AddV2"), (55, 58, "c:Mul"),
+              (200, 210, "d:MatMul")]
+    assert sorted(_self_times(events)) == sorted([("loop:While", 60), ("a:MatMul", 30), ("b:AddV2", 7),
+                                                  ("c:Mul", 3), ("d:MatMul", 10)])

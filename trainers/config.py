@@ -63,6 +63,10 @@ class TrainerConfig:
             `embeddings$` to prune embedding tables too).
         prune_structure: "unstructured", or "2:4" (2 of every 4 consecutive input weights
             kept; needs `prune_sparsity=0.5`).
+        profile_steps: "A-B" traces steps A to B with TensorFlow's profiler into
+            `WORKDIR/logs/profile/` (TensorBoard's Profile tab) and prints the ops that took the
+            most time (`trainers/profiling.py`); "" (the default): no tracing. Pick steps after
+            the first chunk, whose time is mostly tracing.
     """
 
     steps: int = 0
@@ -97,3 +101,4 @@ class TrainerConfig:
     prune_frequency: int = 100
     prune_variables: str = r"(^|/)(recurrent_)?kernel$"
     prune_structure: str = "unstructured"
+    profile_steps: str = ""

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainers import curves, distillation, precision, pruning
+from trainers import curves, distillation, precision, profiling, pruning
 from trainers.config import TrainerConfig
 from trainers.schedules import WarmupDecay
 from trainers.strategy import is_chief, worker_id
@@ -104,11 +104,14 @@ class Trainer:
                 f"--batch_size={c.batch_size} does not split evenly over "
                 f"{self.strategy.num_replicas_in_sync} replicas."
             )
+        profile = profiling.parse_steps(c.profile_steps)
         if c.deterministic:
             tf.config.experimental.enable_op_determinism()
         self.policy, self.policy_reason = precision.choose(
             c.mixed_precision, tpu=isinstance(self.strategy, tf.distribute.TPUStrategy))
         keras.utils.set_random_seed(c.seed)
+        self.profiler = profiling.StepProfiler(profile, os.path.join(self.workdir, "logs", "profile")) \
+            if profile and self.chief else None
         self.steps_per_epoch = self.total_steps = None
         self.length_note = ""
         if source is not None:
@@ -516,6 +519,9 @@ class Trainer:
             while step < total:
                 boundaries = [total, _next_multiple(step, c.steps_per_execution)]
                 boundaries += [_next_multiple(step, n) for n in (c.log_every, c.checkpoint_every, steps_per_epoch)]
+                if self.profiler is not None:
+                    boundaries += self.profiler.boundaries(step)
+                    self.profiler.before_chunk(step)
                 count = min(boundaries) - step
                 chunk_start = time.perf_counter()
                 estimate = self._budget_estimate(step, measured_from, deadline, configured_total, plan)
@@ -534,6 +540,8 @@ class Trainer:
                 if c.max_seconds:
                     total = min(configured_total, int(planned.numpy()))
                     measured_from = measured_from or (time.perf_counter(), step)
+                if self.profiler is not None and (summary := self.profiler.after_chunk(step, total)):
+                    _log(summary)
                 result = {"step": step, "loss": float(losses.sum())}
                 preempted = bool(stop.numpy())
                 if step >= total and total < configured_total:
@@ -563,6 +571,8 @@ class Trainer:
         finally:
             if restore_signals is not None:
                 restore_signals()
+            if self.profiler is not None and self.profiler.running:  # training ended inside the range
+                _log(self.profiler.stop())
         if self.chief and evaluate:  # the last step, the time budget or early stopping ended it
             tuned = self.entry.on_training_end(self.model, source)
             if tuned:

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from zoo.text import decoding
+from zoo.text.lstm import LSTM
 
 PAD, UNK, SEP = 0, 1, 2
 
@@ -50,7 +51,7 @@ class LstmLanguageModel(keras.Model):
         self.carry_rows = carry_rows
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         self.embedding_dropout = keras.layers.Dropout(embedding_dropout, name="embedding_dropout")
-        self.lstm_layers = [keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"lstm_{i}")
+        self.lstm_layers = [LSTM(units, return_sequences=True, return_state=True, name=f"lstm_{i}")
                             for i in range(num_layers)]
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
         self.projection = None

@@ -2,20 +2,25 @@
 
 import keras
 from keras_hub.src.models.t5.t5_layer_norm import T5LayerNorm  # not exported by keras_hub.layers
+from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention
 
 
 def float32_islands(model):
     """Runs the numerically sensitive layers of a keras-hub backbone in float32 under mixed
-    precision: the attention softmax of every Keras `MultiHeadAttention` (BERT) and keras-hub's
-    `T5LayerNorm` (its mean square would otherwise be taken in bfloat16). Returns `model`.
+    precision: the attention softmax of every Keras `MultiHeadAttention` (BERT), keras-hub's
+    `T5LayerNorm` (its mean square would otherwise be taken in bfloat16) and the attention
+    scores of keras-hub's `T5MultiHeadAttention`. Returns `model`.
 
-    Under mixed_bfloat16 both run in the compute dtype and carry bfloat16's 8 significant bits
+    Under mixed_bfloat16 these run in the compute dtype and carry bfloat16's 8 significant bits
     (Keras's own `LayerNormalization` already computes in float32). Their inputs are cast up
     and their outputs cast back by the next layer, so the matrix products around them stay in
+    bfloat16. T5's attention takes its softmax inside its own `call`, on scores of the query's
+    dtype: its query projection computes in float32, so the scores (`einsum` promotes the
+    bfloat16 keys to float32), the position bias added to them, the softmax and the weighted
+    sum of the values are float32; the key, value, output and feed-forward products stay
     bfloat16. In float32 this changes nothing. Left as they are: attention layers without
     dropout take Keras's fused `dot_product_attention` (no separate softmax; BERT's presets all
-    train with dropout), and keras-hub's T5 attention calls `ops.nn.softmax` inside its own
-    `call` (its quality in bfloat16 is measured in WORKSPACE_NOTES.md, "Issue 17").
+    train with dropout).
 
     Example:
         >>> import keras
@@ -34,4 +39,6 @@ def float32_islands(model):
             layer._softmax.dtype_policy = float32  # noqa: SLF001
         elif isinstance(layer, T5LayerNorm):
             layer.dtype_policy = float32
+        elif isinstance(layer, T5MultiHeadAttention):
+            layer.query_projector.dtype_policy = float32
     return model

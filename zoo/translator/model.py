@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from zoo.text import decoding
+from zoo.text.lstm import LSTM
 from zoo.translator.attention import Attention
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -68,13 +69,13 @@ class Seq2SeqTranslator(keras.Model):
         self.encoder_layers = []
         for i in range(num_layers):
             if bidirectional:
-                lstm = keras.layers.LSTM(units // 2, return_sequences=True, return_state=True)
+                lstm = LSTM(units // 2, return_sequences=True, return_state=True)
                 layer = keras.layers.Bidirectional(lstm, name=f"encoder_{i}")
             else:
-                layer = keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"encoder_{i}")
+                layer = LSTM(units, return_sequences=True, return_state=True, name=f"encoder_{i}")
             self.encoder_layers.append(layer)
         self.decoder_layers = [
-            keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"decoder_{i}")
+            LSTM(units, return_sequences=True, return_state=True, name=f"decoder_{i}")
             for i in range(num_layers)
         ]
         self.attention = None if attention == "none" else Attention(units, attention, name="attention")

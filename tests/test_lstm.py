@@ -1,0 +1,65 @@
+"""The zoo's LSTM (input projection out of the time loop) against Keras's own LSTM."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo.text.lstm import LSTM
+
+
+def _pair(**kwargs):
+    """A Keras LSTM and the zoo's, built with the same weights."""
+    keras.utils.set_random_seed(0)
+    theirs, ours = keras.layers.LSTM(6, **kwargs), LSTM(6, **kwargs)
+    theirs.build((None, None, 5))
+    ours.build((None, None, 5))
+    ours.set_weights(theirs.get_weights())
+    return theirs, ours
+
+
+@pytest.mark.parametrize("kwargs", [dict(return_sequences=True, return_state=True),
+                                    dict(return_sequences=False, go_backwards=True),
+                                    dict(return_sequences=True, zero_output_for_mask=True)])
+def test_outputs_and_gradients_equal_keras_lstm_with_a_mask(kwargs):
+    theirs, ours = _pair(**kwargs)
+    x = tf.constant(np.random.RandomState(1).normal(size=(3, 7, 5)).astype("float32"))
+    mask = tf.constant(np.arange(7)[None, :] < np.array([[7], [4], [1]]))
+    results = []
+    for layer in (theirs, ours):
+        with tf.GradientTape() as tape:
+            out = layer(x, mask=mask)
+            loss = sum(tf.reduce_sum(tf.square(o)) for o in tf.nest.flatten(out))
+        results.append((tf.nest.flatten(out), tape.gradient(loss, layer.trainable_weights)))
+    for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_the_projection_leaves_the_loop():
+    _, ours = _pair(return_sequences=True)
+
+    @tf.function
+    def run(x):
+        return ours(x)
+
+    graph = run.get_concrete_function(tf.TensorSpec((2, 9, 5))).graph
+    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
+    assert len(loops) == 1
+    body = graph._functions[loops[0].get_attr("body").name].graph  # noqa: SLF001
+    inside = [op for op in body.get_operations() if op.type == "MatMul"]
+    outside = [op for op in graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2", "Einsum")
+               and op.inputs[1].shape.as_list() == [5, 24]]
+    assert len(inside) == 1 and inside[0].inputs[1].shape.as_list() == [6, 24]  # h x recurrent_kernel only
+    assert len(outside) == 1  # x x kernel, once for all 9 steps
+
+
+def test_with_dropout_it_is_keras_lstm_and_it_round_trips_through_keras_files(tmp_path):
+    layer = LSTM(4, dropout=0.5, return_sequences=True)
+    x = tf.ones((2, 3, 5))
+    assert layer(x, training=True).shape == (2, 3, 4)  # Keras's own loop, with its dropout masks
+    model = keras.Sequential([keras.Input((None, 5)), keras.layers.Bidirectional(LSTM(4, return_sequences=True))])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded.layers[0].forward_layer, LSTM) and isinstance(loaded.layers[0].backward_layer, LSTM)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
