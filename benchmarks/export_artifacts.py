@@ -123,8 +123,10 @@ def main(argv):
         print(f"{os.path.basename(a['path']):46s} {a['size_bytes']:11,d} {a['size_bytes'] / fp32['size_bytes']:7.2f} "
               f"{a['latency_ms_batch1']:7.2f} {a['latency_ms_batch1'] / sm['latency_ms_batch1']:5.2f} "
               f"{one_thread[a['path']]:6.2f} {p['keras']:14.2f} {p['tflite']:15.2f} {p['mismatches']:5d}/{p['checked']}")
-    print(f"(ms b=1: median batch-1 latency on XNNPACK, {next(a for a in arts if a['format'] == 'tflite').get('latency_threads')} interpreter threads; x SM: "
-          f"against the SavedModel's batch-1 latency; 1 thr: the same artifact on one thread)")
+    print(f"(ms b=1: median batch-1 latency, on XNNPACK where it takes the model, "
+          f"{next(a for a in arts if a['format'] == 'tflite').get('latency_threads')} interpreter threads; x SM: "
+          f"against the SavedModel's batch-1 latency (strings in: tokenization included); 1 thr: the same artifact "
+          f"on one thread)")
     for skipped in manifest.get("skipped", []):
         print(f"skipped {skipped['signature']} {skipped['quantization']}: {skipped['reason']}")
     print(f"\n== Memory (peak RSS, /usr/bin/time -v): every format and quantization {export_mib:.0f} MiB")

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from export import saved_model, tflite
 from export.errors import ExportError
-from zoo import fileio, threads
+from zoo import fileio
 
 FORMATS = ("saved_model", "keras", "tflite")
 REPRESENTATIVE_EXAMPLES = 200
@@ -204,7 +204,7 @@ def export_tflite(entry, name, servable, out_dir, inputs, references, expected, 
     if checks.verify:
         artifact["parity"], artifact["latency_ms_batch1"] = _check_tflite(
             entry, servable, path, name, inputs, references, expected, base, checks, artifact["xnnpack"])
-        artifact["latency_threads"] = threads.usable_cores()  # the interpreter's (and XNNPACK's)
+        artifact["latency_threads"] = tflite.default_threads()  # the interpreter's (and XNNPACK's)
     artifact["ops"] = tflite.op_names(path)
     if base == "int8":  # where selective quantization leaves float ops, they show here
         artifact["op_output_types"] = tflite.op_output_types(path)

@@ -129,13 +129,19 @@ def custom_op_registerers():
 
 def interpreter(path, num_threads=None, **kwargs):
     """A LiteRT interpreter with tensorflow-text's custom ops registered, running on
-    `num_threads` threads (default: `zoo.threads.usable_cores()`, the cores TensorFlow uses for
-    the SavedModel here). XNNPACK, the default delegate, takes the interpreter's thread count;
-    LiteRT's own default is one thread."""
+    `num_threads` threads (default: `default_threads()`). XNNPACK, the default delegate, takes
+    the interpreter's thread count."""
     from ai_edge_litert.interpreter import InterpreterWithCustomOps
 
     return InterpreterWithCustomOps(model_path=path, custom_op_registerers=custom_op_registerers(),
-                                    num_threads=num_threads or threads.usable_cores(), **kwargs)
+                                    num_threads=num_threads or default_threads(), **kwargs)
+
+
+def default_threads():
+    """The interpreter threads the exporter measures with: TensorFlow's intra-op threads as
+    `zoo train` sets them (`zoo.threads.choose`: the usable cores, or TF_NUM_INTRAOP_THREADS),
+    as many as the SavedModel beside it gets; with ZOO_THREADS=tf, the usable cores."""
+    return threads.choose()[0] or threads.usable_cores()
 
 
 def _ops(path):

@@ -53,13 +53,22 @@ def test_bfloat16_attention_takes_its_scores_and_softmax_in_float32():
     hidden = keras.ops.ones((2, 5, 16), "bfloat16")
     for layer in attention:
         assert layer.compute_dtype == "bfloat16" and layer.key_projector.compute_dtype == "bfloat16"
-        # The scores are the query's dtype: float32 queries make them (and the softmax) float32.
-        query = layer.query_projector(hidden)
-        assert keras.backend.standardize_dtype(query.dtype) == "float32"
-        key = layer.key_projector(hidden)
-        scores = keras.ops.einsum("bqnd,bknd->bnqk", keras.ops.reshape(query, (2, 5, 2, 8)),
-                                  keras.ops.reshape(key, (2, 5, 2, 8)))
-        assert keras.backend.standardize_dtype(scores.dtype) == "float32"
+        assert layer.query_projector.compute_dtype == layer.dropout_layer.compute_dtype == "float32"
+    # What the layer's own call computes: the dtype of the scores its softmax takes, and of
+    # the weights its dropout passes on to the product with the values.
+    seen = []
+    layer = attention[0]
+    softmax, dropout_call = keras.ops.nn.softmax, layer.dropout_layer.call
+    keras.ops.nn.softmax = lambda x, axis=-1: seen.append(("softmax", x.dtype.name)) or softmax(x, axis=axis)
+    layer.dropout_layer.call = lambda x, training=False: seen.append(("dropout", x.dtype.name)) or dropout_call(
+        x, training)
+    try:
+        output = layer(hidden, training=False)[0]
+    finally:
+        keras.ops.nn.softmax = softmax
+        del layer.dropout_layer.call
+    assert seen == [("softmax", "float32"), ("dropout", "float32")]
+    assert keras.backend.standardize_dtype(output.dtype) == "bfloat16"  # the output projection's
     output = lm.backbone({"encoder_token_ids": np.ones((2, 5), "int32"), "encoder_padding_mask": np.ones((2, 5), bool),
                           "decoder_token_ids": np.ones((2, 3), "int32"),
                           "decoder_padding_mask": np.ones((2, 3), bool)})

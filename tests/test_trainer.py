@@ -272,3 +272,17 @@ def test_profile_self_times_leave_out_nested_events():
               (200, 210, "d:MatMul")]
     assert sorted(_self_times(events)) == sorted([("loop:While", 60), ("a:MatMul", 30), ("b:AddV2", 7),
                                                   ("c:Mul", 3), ("d:MatMul", 10)])
+
+
+def test_every_worker_cuts_its_chunks_at_the_profiled_steps_but_only_the_chief_traces(tmp_path):
+    from trainers.profiling import StepProfiler
+
+    worker = StepProfiler((5, 9), str(tmp_path / "w"), trace=False)
+    assert worker.boundaries(0) == [5, 9] and worker.boundaries(6) == [9] and worker.boundaries(9) == []
+    worker.before_chunk(5)
+    assert not worker.running and not (tmp_path / "w").exists()
+    assert worker.describe_start(12, 20) is None
+    chief = StepProfiler((5, 9), str(tmp_path / "c"))
+    assert chief.describe_start(0, 20) is None
+    assert "trains steps 12-20; nothing is traced" in chief.describe_start(12, 20)
+    assert "trains steps 0-4" in chief.describe_start(0, 4)

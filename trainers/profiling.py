@@ -4,11 +4,13 @@
 `steps_per_execution` steps are cut at A and B) into `WORKDIR/logs/profile/`, which
 TensorBoard's Profile tab reads, and print the ops that took the most time:
 
-    Profile of steps 20-40 (1.91 s of ops on 2 threads): 31.2% _MklMatMul, 12.0% _MklFusedBatchMatMulV2, ...
+    Profile of steps 40-60 in WORKDIR/logs/profile/plugins/profile/2026_11_28_04_21_05 (TensorBoard's
+    Profile tab): 2.05 s of ops; 47.0% _MklMatMul, 18.1% AddN, 5.8% Sigmoid, ...
 
 The summary reads the trace (an `XSpace` protocol buffer) itself: every op event of the host's
-threads, its *self* time (its duration less the events nested in it, so a `While` or a
-function call is not counted twice), summed per op type.
+threads, its *self* time (its duration less the events nested in it on the same thread, so a
+`While` or a function call is not counted twice), summed per op type. Evaluations or
+checkpoints that fall inside the range are traced too; tf.data's map functions count as ops.
 """
 
 import collections
@@ -44,19 +46,29 @@ def parse_steps(value):
 
 
 class StepProfiler:
-    """Starts TensorFlow's profiler at step `first` and stops it at `last` (chief only)."""
+    """Starts TensorFlow's profiler at step `first` and stops it at `last`. Every worker cuts
+    its chunks at both (each chunk ends in collectives the workers must call alike); only
+    the one with `trace` (the chief) traces."""
 
-    def __init__(self, steps, logdir):
+    def __init__(self, steps, logdir, trace=True):
         self.first, self.last = steps
         self.logdir = logdir
+        self.trace = trace
         self.running = False
 
     def boundaries(self, step):
         """Steps a chunk starting at `step` must not cross."""
         return [s for s in (self.first, self.last) if s > step]
 
+    def describe_start(self, step, total):
+        """A warning line where this run will not reach `first` (resumed past it, or shorter)."""
+        if self.trace and not step <= self.first < total:
+            return f"Warning: --config profile_steps={self.first}-{self.last}: this run trains steps {step}-{total}; " \
+                   "nothing is traced."
+        return None
+
     def before_chunk(self, step):
-        if step == self.first and not self.running:
+        if self.trace and step == self.first and not self.running:
             tf.profiler.experimental.start(self.logdir)
             self.running = True
 
@@ -73,8 +85,9 @@ class StepProfiler:
             return None
         tf.profiler.experimental.stop()
         self.running = False
-        return f"Profile of steps {self.first}-{min(step or self.last, self.last)} in {self.logdir} (TensorBoard's " \
-               "Profile tab): " + describe(op_times(self.logdir))
+        run = latest_run(self.logdir)
+        return f"Profile of steps {self.first}-{min(step or self.last, self.last)} in {run} (TensorBoard's " \
+               "Profile tab): " + describe(op_times(run))
 
 
 def _self_times(events):
@@ -92,8 +105,17 @@ def _self_times(events):
     return out
 
 
+def latest_run(logdir):
+    """The newest trace folder under `logdir` (each start of the profiler writes its own,
+    `plugins/profile/<date and time>`; an earlier run's traces stay beside it)."""
+    folders = sorted({fileio.dirname(p) for p in _walk(logdir) if p.endswith(".xplane.pb")})
+    return folders[-1] if folders else logdir
+
+
 def op_times(logdir):
-    """{op type: seconds of self time} over every trace under `logdir`, host threads."""
+    """{op type: seconds of self time} over every trace under `logdir`, host threads. Ops of
+    the host's threads only: on a GPU these are launch times, not kernel times; an op's
+    nested events are those of its own thread."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     totals = collections.Counter()
@@ -112,8 +134,10 @@ def op_times(logdir):
                 events = [(e.offset_ps, e.offset_ps + e.duration_ps, names.get(e.metadata_id, ""))
                           for e in line.events]
                 for name, self_ps in _self_times(events):
-                    if ":" in name and "::" not in name and not name.startswith(("tf_data", "$")):
-                        totals[name.rsplit(":", 1)[1]] += self_ps / 1e12
+                    op_type = name.rsplit(":", 1)[-1]
+                    if ":" in name and "::" not in name and op_type == op_type.strip() and \
+                            not name.startswith(("tf_data", "$")):
+                        totals[op_type] += self_ps / 1e12
     return dict(totals)
 
 

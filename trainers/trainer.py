@@ -110,8 +110,8 @@ class Trainer:
         self.policy, self.policy_reason = precision.choose(
             c.mixed_precision, tpu=isinstance(self.strategy, tf.distribute.TPUStrategy))
         keras.utils.set_random_seed(c.seed)
-        self.profiler = profiling.StepProfiler(profile, os.path.join(self.workdir, "logs", "profile")) \
-            if profile and self.chief else None
+        self.profiler = profiling.StepProfiler(profile, os.path.join(self.workdir, "logs", "profile"),
+                                               trace=self.chief) if profile else None
         self.steps_per_epoch = self.total_steps = None
         self.length_note = ""
         if source is not None:
@@ -482,6 +482,8 @@ class Trainer:
         _log(threads.describe())
         _log(f"Training length: {self.length_note}"
              + (f"; the schedule is fitted to --config max_seconds={c.max_seconds:g}." if c.max_seconds else "."))
+        if self.profiler is not None and (warning := self.profiler.describe_start(start, total)):
+            _log(warning)
         train_steps = self._make_train_function()
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "logs", "train" if self.chief else f"worker-{self.worker}"))
         progress = keras.utils.Progbar(total, verbose=1) if sys.stdout.isatty() and self.chief else None
@@ -572,7 +574,10 @@ class Trainer:
             if restore_signals is not None:
                 restore_signals()
             if self.profiler is not None and self.profiler.running:  # training ended inside the range
-                _log(self.profiler.stop())
+                try:
+                    _log(self.profiler.stop(step))
+                except Exception as e:  # noqa: BLE001  (never hide the error that ended training)
+                    _log(f"Warning: the profile could not be summarized ({type(e).__name__}: {e}).")
         if self.chief and evaluate:  # the last step, the time budget or early stopping ended it
             tuned = self.entry.on_training_end(self.model, source)
             if tuned:

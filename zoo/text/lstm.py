@@ -5,11 +5,15 @@ cell once per time step, and the cell multiplies that step's input by the input 
 the loop: `T` small `[batch, input] x [input, 4 units]` products, each waiting for the one
 before, and as many in the gradient. Those products do not depend on the state, so this layer
 does them as one `[batch x T, input] x [input, 4 units]` product before the loop (and one in
-the gradient), and the loop keeps only the recurrent product `h x recurrent_kernel`. Same
-variables, same maths (the bias is added once to the projected inputs), same masking and
-`go_backwards` (Keras's `backend.rnn` runs the loop); checkpoints and `.keras` files of the
-same shapes load either way. With cell dropout or recurrent dropout, or where cuDNN runs, it
-is Keras's LSTM unchanged.
+the gradient), and the loop keeps only the recurrent product `h x recurrent_kernel`. Under
+mixed precision the recurrent kernel is cast to the compute dtype once, before the loop, not
+at every step (the cast was 19% of lstm_lm's op time); the price: TensorFlow sums that
+kernel's gradient over the time steps in the compute dtype (bfloat16) instead of float32,
+which left lstm_lm's and the translator's validation figures level with float32
+(WORKSPACE_NOTES.md, "Session 12"). Otherwise the same maths (the bias is added once to the
+projected inputs), the same variables, masking and `go_backwards` (Keras's `backend.rnn` runs
+the loop); checkpoints and `.keras` files of the same shapes load either way. With cell
+dropout or recurrent dropout, or where Keras would take cuDNN, it is Keras's LSTM unchanged.
 """
 
 import keras
@@ -24,8 +28,10 @@ class LSTM(keras.layers.LSTM):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
-        if cell.dropout or cell.recurrent_dropout or self.use_cudnn is True or _cudnn_available():
+        if cell.dropout or cell.recurrent_dropout or self.use_cudnn is True or self._cudnn_possible():
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
         projected = ops.matmul(sequences, cell.kernel)
         if cell.use_bias:
             projected = projected + cell.bias
@@ -44,9 +50,8 @@ class LSTM(keras.layers.LSTM):
                                  zero_output_for_mask=self.zero_output_for_mask,
                                  return_all_outputs=self.return_sequences)
 
-
-def _cudnn_available():
-    """Whether Keras's LSTM would take its cuDNN kernel here (a TensorFlow GPU)."""
-    import tensorflow as tf
-
-    return keras.backend.backend() == "tensorflow" and bool(tf.config.list_logical_devices("GPU"))
+    def _cudnn_possible(self):
+        """Whether Keras's LSTM would try its cuDNN kernel here (a GPU and cuDNN's settings)."""
+        cell = self.cell
+        return self.use_cudnn == "auto" and keras_backend.backend() == "tensorflow" and keras_backend.cudnn_ok(
+            cell.activation, cell.recurrent_activation, self.unroll, cell.use_bias)

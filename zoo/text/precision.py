@@ -15,10 +15,11 @@ def float32_islands(model):
     (Keras's own `LayerNormalization` already computes in float32). Their inputs are cast up
     and their outputs cast back by the next layer, so the matrix products around them stay in
     bfloat16. T5's attention takes its softmax inside its own `call`, on scores of the query's
-    dtype: its query projection computes in float32, so the scores (`einsum` promotes the
-    bfloat16 keys to float32), the position bias added to them, the softmax and the weighted
-    sum of the values are float32; the key, value, output and feed-forward products stay
-    bfloat16. In float32 this changes nothing. Left as they are: attention layers without
+    dtype: its query projection and its attention dropout compute in float32, so the scores
+    (`einsum` promotes the bfloat16 keys to float32), the position bias added to them (its
+    table is read in bfloat16, then cast up), the softmax, the dropped-out weights and their
+    product with the values are float32; the key, value, output and feed-forward products
+    stay bfloat16. In float32 this changes nothing. Left as they are: attention layers without
     dropout take Keras's fused `dot_product_attention` (no separate softmax; BERT's presets all
     train with dropout).
 
@@ -41,4 +42,5 @@ def float32_islands(model):
             layer.dtype_policy = float32
         elif isinstance(layer, T5MultiHeadAttention):
             layer.query_projector.dtype_policy = float32
+            layer.dropout_layer.dtype_policy = float32  # else it casts the weights back to bfloat16
     return model
