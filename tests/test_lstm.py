@@ -72,3 +72,24 @@ def test_with_dropout_it_is_keras_lstm_and_it_round_trips_through_keras_files(tm
     loaded = keras.models.load_model(path)
     assert isinstance(loaded.layers[0].forward_layer, LSTM) and isinstance(loaded.layers[0].backward_layer, LSTM)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
+
+
+def test_in_mixed_bfloat16_it_stays_close_to_keras_lstm():
+    # bfloat16 compute both sides; the zoo's sums the recurrent kernel's gradient over the
+    # steps in bfloat16 (Keras's in float32), so the figures agree to bfloat16's precision.
+    from trainers import precision
+
+    with precision.policy_scope("mixed_bfloat16"):
+        theirs, ours = _pair(return_sequences=True)
+    x = tf.constant(np.random.RandomState(2).normal(size=(4, 12, 5)).astype("float32"))
+    results = []
+    for layer in (theirs, ours):
+        with tf.GradientTape() as tape:
+            out = layer(x)
+            loss = tf.reduce_sum(tf.square(tf.cast(out, tf.float32)))
+        assert out.dtype == tf.bfloat16
+        results.append([out] + tape.gradient(loss, layer.trainable_weights))
+    for a, b in zip(*results):
+        a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32))
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=0.05, atol=0.05 * np.abs(a).max())
