@@ -30,6 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags  # noqa: E402
 
+from benchmarks.developer_data import train_rate  # noqa: E402
+
 FLAGS = flags.FLAGS
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "classification")
 flags.DEFINE_string("data_dir", DATA, "Folder with sst2_train.tsv and sst2_dev.tsv.")
@@ -80,16 +82,6 @@ def _zoo_classifier(workdir, train, dev, seconds, steps=None, extra=()):
 def _vocabulary(workdir):
     with open(os.path.join(workdir, "assets", "vocab.txt"), encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f]
-
-
-def _steady_examples_per_sec(workdir):
-    """Median examples/s of the logged chunks after the first (trace and XLA compile)."""
-    import numpy as np
-
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    rates = [r["examples_per_sec"] for r in rows if r["kind"] == "train"][1:]
-    return float(np.median(rates))
 
 
 def scratch(train, dev, root):
@@ -170,12 +162,12 @@ def throughput(train, dev, root):
         # 20 warm-up steps (trace, XLA compile), then `steps` timed ones, logged every 10.
         workdir = first if round_ == 0 else _fresh_copy(first, os.path.join(root, f"zoo-speed-{round_}"))
         _zoo_classifier(workdir, train, dev, 10**6, steps=20 + steps, extra=["log_every=10"])
-        runs["zoo"].append(_steady_examples_per_sec(workdir))
+        runs["zoo"].append(train_rate(workdir))
         vocabulary = _vocabulary(first)
         if round_ == 0:  # XLA once, for the record (slower on this CPU)
             xla = _fresh_copy(first, os.path.join(root, "zoo-speed-xla"))
             _zoo_classifier(xla, train, dev, 10**6, steps=20 + steps, extra=["log_every=10", "jit_compile=true"])
-            runs["zoo_xla"].append(_steady_examples_per_sec(xla))
+            runs["zoo_xla"].append(train_rate(xla))
         runs["keras_hub_fit"].append(bert_peers.keras_hub_fit(
             train_texts[:n], train_labels[:n], dev_texts[:64], dev_labels[:64], vocabulary, epochs=1,
             steps_for_speed=steps, speed_warmup_steps=20)["examples_per_sec"])

@@ -74,8 +74,8 @@ def _bert(out):
              r.get("hf_pytorch_examples_per_sec_median"), None)]
 
 
-def _mnist(name):
-    def parse(out, result_file):
+def _mnist(name, result_file):
+    def parse(out):
         with open(result_file) as f:
             r = json.load(f)["throughput"][name]
         peer = "keras-io vae.py fit" if name == "vae" else "keras-io dcgan_overriding_train_step.py fit"
@@ -112,15 +112,15 @@ def _specs(workroot):
     return {
         "bert_classifier": ([py, f"{bench}/bert_sst2.py", "--parts=throughput", f"--throughput_rounds={FLAGS.rounds}"],
                             _bert, "examples/s", ("small", [])),
-        "vae": (mnist, _mnist("vae"), "images/s", ("small", PEER_SIZES["vae"] + ["batch_size=128"])),
-        "gan": (mnist, _mnist("gan"), "images/s", ("small", PEER_SIZES["gan"] + ["batch_size=128"])),
+        "vae": (mnist, _mnist("vae", mnist_out), "images/s", ("small", PEER_SIZES["vae"] + ["batch_size=128"])),
+        "gan": (mnist, _mnist("gan", mnist_out), "images/s", ("small", PEER_SIZES["gan"] + ["batch_size=128"])),
         "translator": ([py, f"{bench}/translator_eng_fra.py", "--parts=throughput"], _translator, "pairs/s",
                        ("small", PEER_SIZES["translator"] + ["batch_size=64"])),
         "t5": ([py, f"{bench}/t5_throughput.py", "--parts=train", f"--steps={FLAGS.t5_steps}"], _t5, "pairs/s",
                ("small", ["batch_size=32"])),
         "lstm_lm": ([py, f"{bench}/lstm_lm_shakespeare.py", f"--minutes={FLAGS.lm_minutes:g}"], _lstm_lm,
                     "characters/s", ("small", [])),
-    }, mnist_out
+    }
 
 
 def main(argv):
@@ -135,7 +135,7 @@ def main(argv):
     print(f"mixed_precision=auto here: {policy} ({why}); peak 2048x2048 matmul: float32 {peaks['float32']:.0f}, "
           f"bfloat16 {peaks['bfloat16']:.0f} GFLOP/s", flush=True)
     workroot = tempfile.mkdtemp(prefix="zoo-peer-rates-")
-    specs, mnist_out = _specs(workroot)
+    specs = _specs(workroot)
     rows, outputs = [], {}
     for name in FLAGS.table_models:
         command, parse, unit, (preset, overrides) = specs[name]
@@ -157,7 +157,7 @@ def main(argv):
             print(f"{' '.join(command[1:])}: {time.perf_counter() - start:.0f} s (output kept in {workroot})",
                   flush=True)
         try:
-            found = parse(outputs[key], mnist_out) if name in ("vae", "gan") else parse(outputs[key])
+            found = parse(outputs[key])
             flops = flop_rate.train_flops_per_example(name, data, preset=preset, overrides=overrides)
             if name == "lstm_lm":  # a window of `sequence_length` tokens per example: per character
                 flops /= _characters_per_example(outputs[key])

@@ -9,6 +9,7 @@ file split) for the same wall time, and are scored with sacrebleu BLEU and chrF 
 batch 64, sequences of 24), after a warm-up. Prints both side by side with their ratio.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -112,14 +113,15 @@ class _SteadyTimer:
 def throughput():
     import tensorflow as tf
     from lstm_seq2seq_peer import Seq2SeqPeer
-    from trainers import Trainer, TrainerConfig
     from benchmarks.developer_data import PEER_SIZES
+    from trainers import Trainer
     from zoo import commands, registry, sources
 
     train = _pairs("train")
     steps, batch = FLAGS.throughput_steps, 64
     cls = registry.get("translator")
-    config = commands.initial_configs(cls, "small", PEER_SIZES["translator"])[0]
+    # The peer's model sizes; the entry's own trainer defaults (optimizer, schedule, clipping).
+    config, defaults = commands.initial_configs(cls, "small", PEER_SIZES["translator"])
     workdir = tempfile.mkdtemp(prefix="bench-tp-")
     try:
         entry = cls(config, workdir)
@@ -128,8 +130,8 @@ def throughput():
         results = {}
         for spe in (1, 10):
             # Windows of WARMUP steps: the first holds tracing, the rest are the steady state.
-            tc = TrainerConfig(steps=WARMUP + steps, batch_size=batch, log_every=WARMUP,
-                               checkpoint_every=10**9, clipnorm=0.0, steps_per_execution=spe)
+            tc = dataclasses.replace(defaults, steps=WARMUP + steps, batch_size=batch, log_every=WARMUP,
+                                     checkpoint_every=10**9, steps_per_execution=spe)
             run_dir = os.path.join(workdir, f"spe{spe}")
             Trainer(entry, tc, run_dir).train(sources.parse(FLAGS.data), evaluate=False)
             rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))][1:]
