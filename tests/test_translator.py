@@ -166,6 +166,32 @@ def test_label_smoothing_applies_to_training_only(tmp_path):
     assert np.all(np.asarray(entry.loss(model, batch, training=True)) != plain)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_smoothed_loss_and_its_gradient_equal_the_generic_form(compiled):
+    # The smoothed loss's own gradient (one pass over the logits) against the textbook form
+    # differentiated by TensorFlow: (1 - e) * -log p(label) + e * mean(-log p).
+    import tensorflow as tf
+    from zoo.text.losses import token_cross_entropy
+
+    rng = np.random.RandomState(0)
+    logits = tf.constant(3 * rng.normal(size=(3, 5, 11)).astype("float32"))
+    labels = tf.constant(rng.randint(0, 11, (3, 5)))
+    weights = tf.constant(rng.uniform(size=(3, 5)).astype("float32"))
+
+    def both(logits):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(logits)
+            log_p = tf.nn.log_softmax(logits)
+            generic = -0.8 * tf.gather(log_p, labels, batch_dims=2) - 0.2 * tf.reduce_mean(log_p, -1)
+            ours = token_cross_entropy(labels, logits, 0.2)
+            losses = [tf.reduce_sum(weights * value) for value in (generic, ours)]
+        return generic, ours, [tape.gradient(loss, logits) for loss in losses]
+
+    generic, ours, (d_generic, d_ours) = (tf.function(both) if compiled else both)(logits)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(generic), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(d_ours), np.asarray(d_generic), rtol=1e-5, atol=1e-6)
+
+
 def test_running_hypotheses_never_emit_padding():
     """Even where PAD is the likeliest next id, greedy, beam and sampled outputs put PAD only
     after EOS (else a hypothesis would end early and its length penalty count fewer ids)."""

@@ -1,6 +1,6 @@
 """Cross-entropy shared by the text models (translator, BERT classifier; T5 and the language model later)."""
 
-from keras import ops
+from keras import backend, ops
 
 
 def token_cross_entropy(labels, logits, label_smoothing=0.0):
@@ -28,11 +28,46 @@ def token_cross_entropy(labels, logits, label_smoothing=0.0):
         >>> round(float(token_cross_entropy(np.array([[0]]), logits, 0.3)[0, 0]), 4)
         0.8318
     """
+    if label_smoothing and backend.backend() == "tensorflow":
+        return _tf_smoothed_cross_entropy(labels, logits, float(label_smoothing))
     nll = ops.sparse_categorical_crossentropy(ops.cast(labels, "int32"), logits, from_logits=True)
     if not label_smoothing:
         return nll
     uniform = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
     return (1.0 - label_smoothing) * nll + label_smoothing * uniform
+
+
+def _tf_smoothed_cross_entropy(labels, logits, label_smoothing):
+    """`token_cross_entropy` with smoothing, in one pass over the logits each way (TensorFlow).
+
+    Written as `nll + e * (logit[label] - mean(logits))` (since `logsumexp = nll +
+    logit[label]`), with its gradient `softmax - (1 - e) one_hot(label) - e / V` written out
+    from the fused op's own `softmax - one_hot(label)`: the generic form (a `logsumexp`, then
+    the sum of three gradients) took as many passes again over the `[batch, T, vocabulary]`
+    logits (WORKSPACE_NOTES.md, "Session 13").
+    """
+    import tensorflow as tf  # the TensorFlow backend only (the caller checks)
+
+    labels = tf.cast(labels, tf.int32)
+    vocab = tf.shape(logits)[-1]
+    flat_labels = tf.reshape(labels, [-1])
+
+    @tf.custom_gradient
+    def smoothed(logits):
+        flat = tf.reshape(logits, [-1, vocab])
+        nll, softmax_less_one_hot = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=flat, labels=flat_labels)
+        label_logit = tf.gather(flat, flat_labels, batch_dims=1)
+        loss = nll + label_smoothing * (label_logit - tf.reduce_mean(flat, -1))
+
+        def gradient(d_loss):
+            e = tf.cast(label_smoothing, logits.dtype)
+            uniform = e / tf.cast(vocab, logits.dtype)
+            shift = tf.one_hot(flat_labels, vocab, on_value=e - uniform, off_value=-uniform, dtype=logits.dtype)
+            return tf.reshape((softmax_less_one_hot + shift) * tf.reshape(d_loss, [-1, 1]), tf.shape(logits))
+
+        return tf.reshape(loss, tf.shape(labels)), gradient
+
+    return smoothed(logits)
 
 
 def masked_mean(values, mask):

@@ -37,6 +37,9 @@ class LSTM(keras.layers.LSTM):
             projected = projected + cell.bias
         # Read (and, under mixed precision, cast to the compute dtype) once, not every step.
         recurrent_kernel = ops.cast(cell.recurrent_kernel, self.compute_dtype)
+        if training and self._own_gradient_possible():
+            return _tf_lstm(projected, recurrent_kernel, list(initial_state), mask, self.go_backwards,
+                            self.zero_output_for_mask, self.return_sequences)
 
         def step(inputs, states):
             h, c = states
@@ -50,8 +53,120 @@ class LSTM(keras.layers.LSTM):
                                  zero_output_for_mask=self.zero_output_for_mask,
                                  return_all_outputs=self.return_sequences)
 
+    def _own_gradient_possible(self):
+        """Whether training takes `_tf_lstm` (TensorFlow, the standard gates, a loop)."""
+        cell = self.cell
+        return (keras_backend.backend() == "tensorflow" and not self.unroll
+                and cell.activation is keras.activations.tanh and cell.recurrent_activation is keras.activations.sigmoid)
+
     def _cudnn_possible(self):
         """Whether Keras's LSTM would try its cuDNN kernel here (a GPU and cuDNN's settings)."""
         cell = self.cell
         return self.use_cudnn == "auto" and keras_backend.backend() == "tensorflow" and keras_backend.cudnn_ok(
             cell.activation, cell.recurrent_activation, self.unroll, cell.use_bias)
+
+
+def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_for_mask, return_sequences):
+    """Keras's `backend.rnn` results `(last output, outputs, [h, c])` of the LSTM recurrence over
+    `projected` (`x W + b`, `[batch, T, 4 units]`), with its gradient written out (TensorFlow).
+
+    TensorFlow differentiates a `while` loop generically: the forward loop pushes every
+    intermediate to a list, the gradient loop pops them, the gradient of the loop's input list
+    starts as a zero list of its whole size (`ZerosLike`, 9% of the peer-sized translator's
+    op time), and the gradient of the recurrent kernel `K`, used at every step, is added to an
+    accumulator at every step (`AddN`, 18% of lstm_lm's). Here the forward loop keeps the four
+    gates, the cell's previous state, `tanh(c)` and the previous output state; the gradient
+    loop gives each step's `dz` (the gradient of the gates' pre-activations, which is also
+    `projected`'s) and carries `dh` and `dc`; and `dK = sum_t h_{t-1}^T dz_t` is one
+    `[units, batch x T] x [batch x T, 4 units]` product after it.
+
+    Masks follow `backend.rnn`: at a masked step the states carry over and the output is zero
+    (`zero_output_for_mask`) or the previous output (zeros before the first). With
+    `go_backwards` the steps run from the end, and the outputs come in that order, as Keras's.
+    """
+    import tensorflow as tf  # the TensorFlow backend only (the caller checks)
+
+    def time_major(t):
+        return tf.transpose(t, [1, 0, 2])
+
+    x = time_major(projected)
+    steps = tf.shape(x)[0]
+    keep = None if mask is None else time_major(tf.cast(mask, tf.bool)[:, :, None])
+    if go_backwards:
+        x = tf.reverse(x, [0])
+        keep = None if keep is None else tf.reverse(keep, [0])
+    carry_output = keep is not None and not zero_output_for_mask
+
+    def array(dtype=None):
+        return tf.TensorArray(dtype or x.dtype, size=steps, clear_after_read=False)
+
+    @tf.custom_gradient
+    def recurrence(x, kernel, h0, c0):
+        units = tf.shape(h0)[-1]
+        zeros = tf.zeros_like(h0)
+
+        def body(t, h, c, previous, outputs, gates, c_before, tanh_c, h_before):
+            z = x[t] + tf.matmul(h, kernel)
+            i, f, g, o = tf.split(z, 4, axis=-1)
+            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+            new_c = f * c + i * g
+            tanh_new_c = tf.tanh(new_c)
+            new_h = o * tanh_new_c
+            output = new_h
+            if keep is not None:
+                k = keep[t]
+                output = tf.where(k, new_h, previous if carry_output else zeros)
+                new_h, new_c = tf.where(k, new_h, h), tf.where(k, new_c, c)
+            return (t + 1, new_h, new_c, output, outputs.write(t, output) if return_sequences else outputs,
+                    gates.write(t, tf.concat([i, f, g, o], -1)), c_before.write(t, c), tanh_c.write(t, tanh_new_c),
+                    h_before.write(t, h))
+
+        outputs = array() if return_sequences else tf.TensorArray(x.dtype, size=0)
+        _, h, c, last, outputs, gates, c_before, tanh_c, h_before = tf.while_loop(
+            lambda t, *_: t < steps, body,
+            (tf.constant(0), h0, c0, zeros, outputs, array(), array(), array(), array()))
+
+        def gradient(d_result, dh_last, dc_last):
+            d_outputs = d_result if return_sequences else None
+
+            def back(t, dh, dc, d_carried, dzs):
+                t -= 1
+                d_out = d_carried if d_outputs is None else d_outputs[t] + d_carried
+                i, f, g, o = tf.split(gates.read(t), 4, axis=-1)
+                tanh_new_c = tanh_c.read(t)
+                d_new_h, d_new_c = d_out + dh, dc
+                if keep is not None:
+                    k = keep[t]
+                    d_new_h, d_new_c = tf.where(k, d_new_h, zeros), tf.where(k, d_new_c, zeros)
+                d_c_total = d_new_c + d_new_h * o * (1 - tanh_new_c * tanh_new_c)
+                dz = tf.concat([d_c_total * g * i * (1 - i), d_c_total * c_before.read(t) * f * (1 - f),
+                                d_c_total * i * (1 - g * g), d_new_h * tanh_new_c * o * (1 - o)], -1)
+                dh_before, dc_before = tf.matmul(dz, kernel, transpose_b=True), d_c_total * f
+                if keep is not None:
+                    dh_before, dc_before = tf.where(k, dh_before, dh), tf.where(k, dc_before, dc)
+                    d_carried = tf.where(k, zeros, d_out) if carry_output else zeros
+                else:
+                    d_carried = zeros
+                return t, dh_before, dc_before, d_carried, dzs.write(t, dz)
+
+            start = zeros if return_sequences else d_result
+            _, dh0, dc0, _, dzs = tf.while_loop(
+                lambda t, *_: t > 0, back,
+                (steps, _or_zeros(dh_last, h0), _or_zeros(dc_last, c0), _or_zeros(start, h0), array()))
+            dz = dzs.stack()
+            flat = tf.reshape(dz, [-1, 4 * units])
+            d_kernel = tf.matmul(tf.reshape(h_before.stack(), [-1, units]), flat, transpose_a=True)
+            return dz, d_kernel, dh0, dc0
+
+        return (outputs.stack() if return_sequences else last, h, c), gradient
+
+    result, h, c = recurrence(x, kernel, initial_state[0], initial_state[1])
+    if return_sequences:
+        return result[-1], time_major(result), [h, c]
+    return result, result[:, None], [h, c]
+
+
+def _or_zeros(gradient, like):
+    import tensorflow as tf
+
+    return tf.zeros_like(like) if gradient is None else gradient
