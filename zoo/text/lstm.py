@@ -90,7 +90,7 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
         return tf.transpose(t, [1, 0, 2])
 
     x = time_major(projected)
-    steps = tf.shape(x)[0]
+    steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]  # static where known (XLA, FLOP counts)
     keep = None if mask is None else time_major(tf.cast(mask, tf.bool)[:, :, None])
     if go_backwards:
         x = tf.reverse(x, [0])
@@ -124,7 +124,7 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
         outputs = array() if return_sequences else tf.TensorArray(x.dtype, size=0)
         _, h, c, last, outputs, gates, c_before, tanh_c, h_before = tf.while_loop(
             lambda t, *_: t < steps, body,
-            (tf.constant(0), h0, c0, zeros, outputs, array(), array(), array(), array()))
+            (tf.constant(0), h0, c0, zeros, outputs, array(), array(), array(), array()), maximum_iterations=steps)
 
         def gradient(d_result, dh_last, dc_last):
             d_outputs = d_result if return_sequences else None
@@ -152,7 +152,8 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
             start = zeros if return_sequences else d_result
             _, dh0, dc0, _, dzs = tf.while_loop(
                 lambda t, *_: t > 0, back,
-                (steps, _or_zeros(dh_last, h0), _or_zeros(dc_last, c0), _or_zeros(start, h0), array()))
+                (tf.convert_to_tensor(steps), _or_zeros(dh_last, h0), _or_zeros(dc_last, c0), _or_zeros(start, h0),
+                 array()), maximum_iterations=steps)
             dz = dzs.stack()
             flat = tf.reshape(dz, [-1, 4 * units])
             d_kernel = tf.matmul(tf.reshape(h_before.stack(), [-1, units]), flat, transpose_a=True)
