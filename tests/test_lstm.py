@@ -71,6 +71,28 @@ def test_the_projection_leaves_the_loop():
     assert len(outside) == 1  # x x kernel, once for all 9 steps
 
 
+def test_in_training_the_recurrent_kernel_gradient_is_one_product_after_the_loops():
+    # TensorFlow's generic loop gradient adds a [units, 4 units] kernel gradient to an
+    # accumulator at every step; the zoo's gradient loop makes none, and one product after it.
+    _, ours = _pair(return_sequences=True)
+
+    @tf.function
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(ours(x, training=True))
+        return tape.gradient(loss, ours.trainable_weights)
+
+    graph = gradient.get_concrete_function(tf.TensorSpec((2, 9, 5))).graph
+    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
+    assert len(loops) == 2  # the forward loop and the gradient loop
+    for loop in loops:
+        body = graph._functions[loop.get_attr("body").name].graph  # noqa: SLF001
+        assert not [op for op in body.get_operations() if op.type in ("MatMul", "AddN", "AddV2")
+                    and op.outputs[0].shape.as_list() == [6, 24]]
+    assert len([op for op in graph.get_operations()
+                if op.type == "MatMul" and op.outputs[0].shape.as_list() == [6, 24]]) == 1
+
+
 def test_with_dropout_it_is_keras_lstm_and_it_round_trips_through_keras_files(tmp_path):
     layer = LSTM(4, dropout=0.5, return_sequences=True)
     x = tf.ones((2, 3, 5))
@@ -88,8 +110,8 @@ def test_with_dropout_it_is_keras_lstm_and_it_round_trips_through_keras_files(tm
 
 
 def test_in_mixed_bfloat16_it_stays_close_to_keras_lstm():
-    # bfloat16 compute both sides; the zoo's sums the recurrent kernel's gradient over the
-    # steps in bfloat16 (Keras's in float32), so the figures agree to bfloat16's precision.
+    # bfloat16 compute both sides, in training (the zoo's own gradient): the two order their
+    # bfloat16 roundings differently, so the figures agree to bfloat16's precision.
     from trainers import precision
 
     with precision.policy_scope("mixed_bfloat16"):

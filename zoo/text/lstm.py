@@ -1,4 +1,5 @@
-"""`keras.layers.LSTM` with its input projection taken out of the time loop.
+"""`keras.layers.LSTM` with its input projection taken out of the time loop and, in training
+on TensorFlow, its gradient written out.
 
 Where cuDNN is not used (CPUs, TPUs, and masks or settings cuDNN refuses), Keras's LSTM runs its
 cell once per time step, and the cell multiplies that step's input by the input kernel inside
@@ -7,12 +8,15 @@ before, and as many in the gradient. Those products do not depend on the state, 
 does them as one `[batch x T, input] x [input, 4 units]` product before the loop (and one in
 the gradient), and the loop keeps only the recurrent product `h x recurrent_kernel`. Under
 mixed precision the recurrent kernel is cast to the compute dtype once, before the loop, not
-at every step (the cast was 19% of lstm_lm's op time); the price: TensorFlow sums that
-kernel's gradient over the time steps in the compute dtype (bfloat16) instead of float32,
-which left lstm_lm's and the translator's validation figures level with float32
-(WORKSPACE_NOTES.md, "Session 12"). Otherwise the same maths (the bias is added once to the
-projected inputs), the same variables, masking and `go_backwards` (Keras's `backend.rnn` runs
-the loop); checkpoints and `.keras` files of the same shapes load either way. With cell
+at every step (the cast was 19% of lstm_lm's op time).
+
+In training (TensorFlow, the standard tanh/sigmoid gates) the recurrence runs in `_tf_lstm`,
+whose gradient loop is written out instead of left to TensorFlow's generic `while` gradient
+(see there): the recurrent kernel's gradient is one product after the loop (oneDNN accumulates
+it in float32 and rounds once), not a running bfloat16 sum over the steps. Inference (evaluation, decoding,
+SavedModel and TFLite exports) runs Keras's `backend.rnn` with the same step. Otherwise the
+same maths (the bias is added once to the projected inputs), the same variables, masking and
+`go_backwards`; checkpoints and `.keras` files of the same shapes load either way. With cell
 dropout or recurrent dropout, or where Keras would take cuDNN, it is Keras's LSTM unchanged.
 """
 
