@@ -23,32 +23,48 @@ def _pair(**kwargs):
     return theirs, ours
 
 
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("compiled", ["eager", "graph", "xla"])
 @pytest.mark.parametrize("kwargs", [dict(return_sequences=True, return_state=True),
                                     dict(return_sequences=False, go_backwards=True),
                                     dict(return_sequences=True, zero_output_for_mask=True),
-                                    dict(return_sequences=False, return_state=True, masked=False)])
+                                    # The translator's backward encoder (inside `Bidirectional`).
+                                    dict(return_sequences=True, go_backwards=True, zero_output_for_mask=True,
+                                         return_state=True),
+                                    dict(return_sequences=False, return_state=True, masked=False),
+                                    dict(return_sequences=True, return_state=True, only_first=True)])
 def test_outputs_and_gradients_equal_keras_lstm_with_a_mask(kwargs, compiled):
     # In training the zoo's LSTM takes its own gradient (`_tf_lstm`); against Keras's, through
-    # masks (rows of 7, 4 and 1 steps), backwards, zero outputs, the initial states and the inputs.
+    # masks (rows of 7, 4 and 1 steps), backwards, zero outputs, the initial states and the
+    # inputs; eager, traced with unknown batch and time sizes, and under XLA; `only_first`:
+    # the states reach no loss (their gradients come as None or zeros).
     kwargs = dict(kwargs)
-    masked = kwargs.pop("masked", True)
+    masked, only_first = kwargs.pop("masked", True), kwargs.pop("only_first", False)
     theirs, ours = _pair(**kwargs)
     rng = np.random.RandomState(1)
     x = tf.constant(rng.normal(size=(3, 7, 5)).astype("float32"))
     h0, c0 = (tf.constant(rng.normal(size=(3, 6)).astype("float32")) for _ in range(2))
-    mask = tf.constant(np.arange(7)[None, :] < np.array([[7], [4], [1]])) if masked else None
+    mask = tf.constant(np.arange(7)[None, :] < np.array([[7], [4], [1]])) if masked else tf.ones((3, 7), tf.bool)
     weights = tf.constant(rng.normal(size=(3, 7, 6)).astype("float32"))
 
-    def run(layer, x, h0, c0):
+    def run(layer, x, h0, c0, mask):
         with tf.GradientTape() as tape:
             tape.watch([x, h0, c0])
-            out = tf.nest.flatten(layer(x, mask=mask, initial_state=[h0, c0], training=True))
+            out = tf.nest.flatten(layer(x, mask=mask if masked else None, initial_state=[h0, c0], training=True))
             # Unequal weights per output position, so every position's gradient counts.
-            loss = sum(tf.reduce_sum(tf.square(o) * (weights if o.shape.rank == 3 else weights[:, 0])) for o in out)
+            loss = sum(tf.reduce_sum(tf.square(o) * (weights[:, :tf.shape(o)[1]] if o.shape.rank == 3 else weights[:, 0]))
+                       for o in (out[:1] if only_first else out))
         return out, tape.gradient(loss, layer.trainable_weights + [x, h0, c0])
 
-    results = [(tf.function(run) if compiled else run)(layer, x, h0, c0) for layer in (theirs, ours)]
+    specs = [tf.TensorSpec([None, None, 5]), tf.TensorSpec([None, 6]), tf.TensorSpec([None, 6]),
+             tf.TensorSpec([None, None], tf.bool)]
+    results = []
+    for layer in (theirs, ours):
+        if compiled == "eager":
+            results.append(run(layer, x, h0, c0, mask))
+        else:
+            traced = tf.function(lambda *args, layer=layer: run(layer, *args), jit_compile=compiled == "xla",
+                                 input_signature=specs if compiled == "graph" else None)
+            results.append(traced(x, h0, c0, mask))
     for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 

@@ -192,6 +192,28 @@ def test_smoothed_loss_and_its_gradient_equal_the_generic_form(compiled):
     np.testing.assert_allclose(np.asarray(d_ours), np.asarray(d_generic), rtol=1e-5, atol=1e-6)
 
 
+def test_smoothed_loss_takes_keras_label_shapes_computes_in_float32_and_refuses_a_second_derivative():
+    import tensorflow as tf
+    from zoo.text.losses import token_cross_entropy
+
+    rng = np.random.RandomState(1)
+    logits = tf.constant(3 * rng.normal(size=(4, 9)).astype("float32"))
+    labels = tf.constant(rng.randint(0, 9, (4,)))
+    reference = np.asarray(token_cross_entropy(labels, logits, 0.1))
+    np.testing.assert_allclose(np.asarray(token_cross_entropy(labels[:, None], logits, 0.1)), reference, rtol=1e-6)
+    from_bfloat16 = token_cross_entropy(labels, tf.cast(logits, tf.bfloat16), 0.1)
+    assert from_bfloat16.dtype == tf.float32
+    np.testing.assert_allclose(np.asarray(from_bfloat16), reference, rtol=0.02)
+    with tf.GradientTape() as outer:
+        outer.watch(logits)
+        with tf.GradientTape() as inner:
+            inner.watch(logits)
+            loss = tf.reduce_sum(token_cross_entropy(labels, logits, 0.1))
+        first = inner.gradient(loss, logits)
+    with pytest.raises(LookupError, match="second derivative"):
+        outer.gradient(first, logits)
+
+
 def test_running_hypotheses_never_emit_padding():
     """Even where PAD is the likeliest next id, greedy, beam and sampled outputs put PAD only
     after EOS (else a hypothesis would end early and its length penalty count fewer ids)."""

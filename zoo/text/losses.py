@@ -49,6 +49,9 @@ def _tf_smoothed_cross_entropy(labels, logits, label_smoothing):
     import tensorflow as tf  # the TensorFlow backend only (the caller checks)
 
     labels = tf.cast(labels, tf.int32)
+    logits = tf.cast(logits, tf.float32)  # the loss in float32 whatever the caller's dtype
+    if labels.shape.rank == logits.shape.rank:  # [..., 1] labels, as Keras's sparse loss accepts
+        labels = tf.squeeze(labels, -1)
     vocab = tf.shape(logits)[-1]
     flat_labels = tf.reshape(labels, [-1])
 
@@ -60,10 +63,13 @@ def _tf_smoothed_cross_entropy(labels, logits, label_smoothing):
         loss = nll + label_smoothing * (label_logit - tf.reduce_mean(flat, -1))
 
         def gradient(d_loss):
-            e = tf.cast(label_smoothing, logits.dtype)
-            uniform = e / tf.cast(vocab, logits.dtype)
-            shift = tf.one_hot(flat_labels, vocab, on_value=e - uniform, off_value=-uniform, dtype=logits.dtype)
-            return tf.reshape((softmax_less_one_hot + shift) * tf.reshape(d_loss, [-1, 1]), tf.shape(logits))
+            uniform = label_smoothing / tf.cast(vocab, tf.float32)
+            shift = tf.one_hot(flat_labels, vocab, on_value=label_smoothing - uniform, off_value=-uniform)
+            # A gradient of this gradient would silently be wrong (the fused op's second output
+            # has none): fail loudly instead, as TensorFlow's own sparse loss does.
+            first_order = tf.raw_ops.PreventGradient(
+                input=softmax_less_one_hot, message="second derivative of the label-smoothed cross-entropy")
+            return tf.reshape((first_order + shift) * tf.reshape(d_loss, [-1, 1]), tf.shape(logits))
 
         return tf.reshape(loss, tf.shape(labels)), gradient
 

@@ -95,21 +95,25 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
 
     x = time_major(projected)
     steps = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]  # static where known (XLA, FLOP counts)
-    keep = None if mask is None else time_major(tf.cast(mask, tf.bool)[:, :, None])
+    keep = None
+    if mask is not None:
+        keep = tf.cast(mask, tf.bool)
+        keep = time_major(keep[:, :, None] if keep.shape.rank == 2 else keep)  # [T, batch, 1]
     if go_backwards:
         x = tf.reverse(x, [0])
         keep = None if keep is None else tf.reverse(keep, [0])
     carry_output = keep is not None and not zero_output_for_mask
 
-    def array(dtype=None):
-        return tf.TensorArray(dtype or x.dtype, size=steps, clear_after_read=False)
+    def array(element_shape):
+        # Element shapes stated for XLA and TPUs; kept after reading (eager TensorArrays drop).
+        return tf.TensorArray(x.dtype, size=steps, element_shape=element_shape, clear_after_read=False)
 
     @tf.custom_gradient
     def recurrence(x, kernel, h0, c0):
         units = tf.shape(h0)[-1]
         zeros = tf.zeros_like(h0)
 
-        def body(t, h, c, previous, outputs, gates, c_before, tanh_c, h_before):
+        def body(t, h, c, previous, saved):
             z = x[t] + tf.matmul(h, kernel)
             i, f, g, o = tf.split(z, 4, axis=-1)
             i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
@@ -121,17 +125,19 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
                 k = keep[t]
                 output = tf.where(k, new_h, previous if carry_output else zeros)
                 new_h, new_c = tf.where(k, new_h, h), tf.where(k, new_c, c)
-            return (t + 1, new_h, new_c, output, outputs.write(t, output) if return_sequences else outputs,
-                    gates.write(t, tf.concat([i, f, g, o], -1)), c_before.write(t, c), tanh_c.write(t, tanh_new_c),
-                    h_before.write(t, h))
+            values = (tf.concat([i, f, g, o], -1), c, tanh_new_c, h, output)
+            return t + 1, new_h, new_c, output, tuple(a.write(t, v) for a, v in zip(saved, values))
 
-        outputs = array() if return_sequences else tf.TensorArray(x.dtype, size=0)
-        _, h, c, last, outputs, gates, c_before, tanh_c, h_before = tf.while_loop(
-            lambda t, *_: t < steps, body,
-            (tf.constant(0), h0, c0, zeros, outputs, array(), array(), array(), array()), maximum_iterations=steps)
+        # Per step: the gates, c_{t-1}, tanh(c_t), h_{t-1} and, with `return_sequences`, the output.
+        saved = (array(x.shape[1:]),) + tuple(array(h0.shape) for _ in range(3 + return_sequences))
+        _, h, c, last, saved = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), h0, c0, zeros, saved),
+                                             maximum_iterations=steps)
+        gates, c_before, tanh_c, h_before = saved[:4]
+
+        result = saved[4].stack() if return_sequences else last
 
         def gradient(d_result, dh_last, dc_last):
-            d_outputs = d_result if return_sequences else None
+            d_outputs = _or_zeros(d_result, result) if return_sequences else None
 
             def back(t, dh, dc, d_carried, dzs):
                 t -= 1
@@ -142,9 +148,12 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
                 if keep is not None:
                     k = keep[t]
                     d_new_h, d_new_c = tf.where(k, d_new_h, zeros), tf.where(k, d_new_c, zeros)
-                d_c_total = d_new_c + d_new_h * o * (1 - tanh_new_c * tanh_new_c)
-                dz = tf.concat([d_c_total * g * i * (1 - i), d_c_total * c_before.read(t) * f * (1 - f),
-                                d_c_total * i * (1 - g * g), d_new_h * tanh_new_c * o * (1 - o)], -1)
+                # SigmoidGrad(y, dy) = dy y (1 - y), TanhGrad(y, dy) = dy (1 - y^2): TensorFlow's own kernels.
+                d_c_total = d_new_c + tf.raw_ops.TanhGrad(y=tanh_new_c, dy=d_new_h * o)
+                dz = tf.concat([tf.raw_ops.SigmoidGrad(y=i, dy=d_c_total * g),
+                                tf.raw_ops.SigmoidGrad(y=f, dy=d_c_total * c_before.read(t)),
+                                tf.raw_ops.TanhGrad(y=g, dy=d_c_total * i),
+                                tf.raw_ops.SigmoidGrad(y=o, dy=d_new_h * tanh_new_c)], -1)
                 dh_before, dc_before = tf.matmul(dz, kernel, transpose_b=True), d_c_total * f
                 if keep is not None:
                     dh_before, dc_before = tf.where(k, dh_before, dh), tf.where(k, dc_before, dc)
@@ -153,17 +162,17 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
                     d_carried = zeros
                 return t, dh_before, dc_before, d_carried, dzs.write(t, dz)
 
-            start = zeros if return_sequences else d_result
+            start = zeros if return_sequences else _or_zeros(d_result, result)
             _, dh0, dc0, _, dzs = tf.while_loop(
                 lambda t, *_: t > 0, back,
-                (tf.convert_to_tensor(steps), _or_zeros(dh_last, h0), _or_zeros(dc_last, c0), _or_zeros(start, h0),
-                 array()), maximum_iterations=steps)
+                (tf.convert_to_tensor(steps), _or_zeros(dh_last, h0), _or_zeros(dc_last, c0), start,
+                 array(x.shape[1:])), maximum_iterations=steps)
             dz = dzs.stack()
             flat = tf.reshape(dz, [-1, 4 * units])
             d_kernel = tf.matmul(tf.reshape(h_before.stack(), [-1, units]), flat, transpose_a=True)
             return dz, d_kernel, dh0, dc0
 
-        return (outputs.stack() if return_sequences else last, h, c), gradient
+        return (result, h, c), gradient
 
     result, h, c = recurrence(x, kernel, initial_state[0], initial_state[1])
     if return_sequences:
@@ -174,4 +183,5 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
 def _or_zeros(gradient, like):
     import tensorflow as tf
 
-    return tf.zeros_like(like) if gradient is None else gradient
+    # An unused output's gradient may be None; a gathered one may come as IndexedSlices.
+    return tf.zeros_like(like) if gradient is None else tf.convert_to_tensor(gradient)
