@@ -28,6 +28,8 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
+from developer_data import train_rate  # noqa: E402  (benchmarks/, the script's own folder)
+
 FLAGS = flags.FLAGS
 DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "text", "tinyshakespeare_train.txt")
 flags.DEFINE_string("data", DEFAULT_DATA, "A UTF-8 text file.")
@@ -75,14 +77,12 @@ def _zoo_row(workdir):
     from zoo import commands
 
     entry, trainer, source = commands.restore(workdir)
-    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-    train_rows = [r for r in rows if r["kind"] == "train"][1:]  # the first holds the tracing
     c = entry.config
     full = dataclasses.replace(c, eval_characters=0)
     entry.config = full
     scored = entry.evaluate(trainer.model, source, "validation")
     characters_per_token = scored["characters"] / scored["tokens"]
-    examples = statistics.median(r["examples_per_sec"] for r in train_rows)
+    examples = train_rate(workdir)
     rate = examples * c.sequence_length * characters_per_token
     entry.config = dataclasses.replace(c, max_length=FLAGS.sample_chars)
     entry._generate_fn.cache_clear()  # noqa: SLF001  (a buffer of the sample's length)
