@@ -91,7 +91,8 @@ def _define_export(fv):
                       "and fails the export. --noverify writes artifacts unchecked (the manifest says so).",
                       flag_values=fv)
     flags.DEFINE_float("max_abs_diff", 1e-4, "Largest absolute difference allowed between a float output of a "
-                       "float artifact and Keras's; tokens, labels and strings must match exactly.",
+                       "float artifact and Keras's, beyond 1e-6 of the output's size (a few float32 "
+                       "rounding steps); tokens, labels and strings must match exactly.",
                        lower_bound=0.0, flag_values=fv)
     flags.DEFINE_float("max_metric_drop", 1.0, "Most task-metric points a quantized TFLite model may lose "
                        "against Keras on the held-out examples.", flag_values=fv)
