@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
-from developer_data import train_rate  # noqa: E402  (benchmarks/, the script's own folder)
+from benchmarks.developer_data import train_rate  # noqa: E402
 
 FLAGS = flags.FLAGS
 DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "text", "tinyshakespeare_train.txt")

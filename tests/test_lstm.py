@@ -51,7 +51,7 @@ def test_outputs_and_gradients_equal_keras_lstm_with_a_mask(kwargs, compiled):
             tape.watch([x, h0, c0])
             out = tf.nest.flatten(layer(x, mask=mask if masked else None, initial_state=[h0, c0], training=True))
             # Unequal weights per output position, so every position's gradient counts.
-            loss = sum(tf.reduce_sum(tf.square(o) * (weights[:, :tf.shape(o)[1]] if o.shape.rank == 3 else weights[:, 0]))
+            loss = sum(tf.reduce_sum(tf.square(o) * (weights if o.shape.rank == 3 else weights[:, 0]))
                        for o in (out[:1] if only_first else out))
         return out, tape.gradient(loss, layer.trainable_weights + [x, h0, c0])
 

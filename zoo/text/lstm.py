@@ -12,9 +12,10 @@ at every step (the cast was 19% of lstm_lm's op time).
 
 In training (TensorFlow, the standard tanh/sigmoid gates) the recurrence runs in `_tf_lstm`,
 whose gradient loop is written out instead of left to TensorFlow's generic `while` gradient
-(see there): the recurrent kernel's gradient is one product after the loop (oneDNN accumulates
-it in float32 and rounds once), not a running bfloat16 sum over the steps. Inference (evaluation, decoding,
-SavedModel and TFLite exports) runs Keras's `backend.rnn` with the same step. Otherwise the
+(see there): the recurrent kernel's gradient is one product after the loop (oneDNN
+accumulates it in float32 and rounds once), not a running bfloat16 sum over the steps.
+Inference (evaluation, decoding, SavedModel and TFLite exports) runs Keras's `backend.rnn`
+with the same step. Otherwise the
 same maths (the bias is added once to the projected inputs), the same variables, masking and
 `go_backwards`; checkpoints and `.keras` files of the same shapes load either way. With cell
 dropout or recurrent dropout, or where Keras would take cuDNN, it is Keras's LSTM unchanged.
@@ -61,7 +62,8 @@ class LSTM(keras.layers.LSTM):
         """Whether training takes `_tf_lstm` (TensorFlow, the standard gates, a loop)."""
         cell = self.cell
         return (keras_backend.backend() == "tensorflow" and not self.unroll
-                and cell.activation is keras.activations.tanh and cell.recurrent_activation is keras.activations.sigmoid)
+                and cell.activation is keras.activations.tanh
+                and cell.recurrent_activation is keras.activations.sigmoid)
 
     def _cudnn_possible(self):
         """Whether Keras's LSTM would try its cuDNN kernel here (a GPU and cuDNN's settings)."""
@@ -133,7 +135,6 @@ def _tf_lstm(projected, kernel, initial_state, mask, go_backwards, zero_output_f
         _, h, c, last, saved = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), h0, c0, zeros, saved),
                                              maximum_iterations=steps)
         gates, c_before, tanh_c, h_before = saved[:4]
-
         result = saved[4].stack() if return_sequences else last
 
         def gradient(d_result, dh_last, dc_last):
