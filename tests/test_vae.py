@@ -16,7 +16,7 @@ from zoo import sources
 from zoo.images import shapes
 from zoo.images.entry import FRECHET_SEED, latents
 from zoo.vae.entry import Vae, kl_weight
-from zoo.vae.model import VariationalAutoencoder
+from zoo.vae.model import ResidualBlock, VariationalAutoencoder
 
 
 def _fix_posterior_and_decoder(model, mean, log_variance, logit=0.0):
@@ -44,6 +44,43 @@ def test_neg_elbo_is_in_nats_on_an_analytic_case():
     expected = (np.log1p(np.exp(2.0)) - 2.0 * x.astype(np.float64)).reshape(5, -1).sum(1)
     np.testing.assert_allclose(reconstruction, expected, rtol=1e-5)
     np.testing.assert_allclose(kl, 0.0, atol=1e-6)
+
+
+def test_residual_block_is_relu_of_input_plus_two_convolutions():
+    block = ResidualBlock(3, 3)
+    x = np.random.RandomState(0).randn(2, 5, 5, 3).astype("float32")
+    y = np.asarray(block(x))
+    (k1, b1), (k2, b2) = block.inner.get_weights(), block.outer.get_weights()
+
+    def conv(v, k, b):  # "same" 3x3 convolution
+        return tf.nn.conv2d(v, k, 1, "SAME").numpy() + b
+
+    expected = np.maximum(x + conv(np.maximum(conv(x, k1, b1), 0.0), k2, b2), 0.0)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert ResidualBlock.from_config(block.get_config()).filters == 3
+
+
+def test_residual_blocks_follow_each_resolution_and_old_checkpoints_still_load(tmp_path):
+    model = VariationalAutoencoder((28, 28, 1), latent_dim=3, filters=(4, 8), res_blocks=2)
+    names = [layer.name for layer in model.decoder.layers]
+    assert names[2:] == ["deconv_0", "deconv_0_res_0", "deconv_0_res_1",
+                         "deconv_1", "deconv_1_res_0", "deconv_1_res_1", "logits"], names
+    encoder = [layer.name for layer in model.encoder.layers]
+    assert encoder[:6] + encoder[7:] == ["conv_0", "conv_0_res_0", "conv_0_res_1", "conv_1", "conv_1_res_0",
+                                         "conv_1_res_1", "posterior"], encoder  # [6]: a Flatten
+    restored = VariationalAutoencoder.from_config(model.get_config())
+    assert restored.res_blocks == 2 and len(restored.trainable_weights) == len(model.trainable_weights)
+    # Without blocks the layers are those of the models before them: their checkpoints load
+    # (paths follow the layers' positions).
+    plain = VariationalAutoencoder((28, 28, 1), latent_dim=3, filters=(4, 8))
+    assert [layer.name for layer in plain.encoder.layers][::3] == ["conv_0", "posterior"]
+    assert len(plain.encoder.layers) == 4
+    x = np.random.RandomState(0).uniform(0, 1, (2, 28, 28, 1)).astype("float32")
+    path = tf.train.Checkpoint(model=plain).write(str(tmp_path / "ckpt"))
+    again = VariationalAutoencoder((28, 28, 1), latent_dim=3, filters=(4, 8), res_blocks=0)
+    tf.train.Checkpoint(model=again).read(path).assert_existing_objects_matched()
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(plain(x)), atol=1e-6)
+    assert Vae.preset("small").res_blocks == 1
 
 
 def test_gaussian_likelihood_in_nats():

@@ -11,12 +11,44 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
+class ResidualBlock(keras.layers.Layer):
+    """`relu(x + conv(relu(conv(x))))`: two same-size convolutions with a skip connection.
+
+    Example:
+        >>> import numpy as np
+        >>> tuple(ResidualBlock(8, 3)(np.zeros((2, 7, 7, 8), "float32")).shape)
+        (2, 7, 7, 8)
+    """
+
+    def __init__(self, filters, kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size = int(filters), int(kernel_size)
+        same = dict(kernel_size=self.kernel_size, padding="same")
+        self.inner = keras.layers.Conv2D(self.filters, activation="relu", name="inner", **same)
+        self.outer = keras.layers.Conv2D(self.filters, name="outer", **same)
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+        self.outer.build(tuple(input_shape[:-1]) + (self.filters,))
+
+    def call(self, x):
+        return ops.relu(x + self.outer(self.inner(x)))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
 class VariationalAutoencoder(keras.Model):
     """Encoder to a diagonal Gaussian posterior, reparameterized sampling, conv decoder.
 
-    The encoder is `len(filters)` stride-2 convolutions (ReLU), an optional dense layer, and
-    a dense layer giving the posterior mean and log-variance. The decoder mirrors it with
-    transposed convolutions and crops to the image size (28 is not a power of two). The
+    The encoder is `len(filters)` stride-2 convolutions (ReLU), each followed by `res_blocks`
+    residual blocks at its resolution, an optional dense layer, and a dense layer giving the
+    posterior mean and log-variance. The decoder mirrors it with transposed convolutions (each
+    followed by its residual blocks) and crops to the image size (28 is not a power of two). The
     decoder's output is pixel logits: the Bernoulli likelihood uses them directly, the
     Gaussian one takes `sigmoid(logits)` as its mean with a learned per-channel scale.
 
@@ -27,6 +59,7 @@ class VariationalAutoencoder(keras.Model):
         dense_units: units of a dense layer after the convolutions (0: none).
         kernel_size: convolution kernel size.
         likelihood: "bernoulli" or "gaussian".
+        res_blocks: `ResidualBlock`s after each strided convolution, in encoder and decoder.
 
     Example:
         >>> import numpy as np
@@ -37,7 +70,7 @@ class VariationalAutoencoder(keras.Model):
     """
 
     def __init__(self, image_shape, latent_dim=16, filters=(32, 64), dense_units=0, kernel_size=3,
-                 likelihood="bernoulli", **kwargs):
+                 likelihood="bernoulli", res_blocks=0, **kwargs):
         super().__init__(**kwargs)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
@@ -47,11 +80,14 @@ class VariationalAutoencoder(keras.Model):
         self.dense_units = int(dense_units)
         self.kernel_size = int(kernel_size)
         self.likelihood = likelihood
+        self.res_blocks = int(res_blocks)
         height, width, channels = self.image_shape
         conv = dict(kernel_size=self.kernel_size, strides=2, padding="same", activation="relu")
 
         encoder = [keras.Input(self.image_shape)]
-        encoder += [keras.layers.Conv2D(f, name=f"conv_{i}", **conv) for i, f in enumerate(self.filters)]
+        for i, f in enumerate(self.filters):
+            encoder.append(keras.layers.Conv2D(f, name=f"conv_{i}", **conv))
+            encoder += self._residual_blocks(f, f"conv_{i}")
         encoder.append(keras.layers.Flatten())
         if self.dense_units:
             encoder.append(keras.layers.Dense(self.dense_units, activation="relu", name="dense"))
@@ -63,8 +99,9 @@ class VariationalAutoencoder(keras.Model):
         decoder = [keras.Input((self.latent_dim,)),
                    keras.layers.Dense(h0 * w0 * self.filters[-1], activation="relu", name="project"),
                    keras.layers.Reshape((h0, w0, self.filters[-1]))]
-        decoder += [keras.layers.Conv2DTranspose(f, name=f"deconv_{i}", **conv)
-                    for i, f in enumerate(reversed(self.filters))]
+        for i, f in enumerate(reversed(self.filters)):
+            decoder.append(keras.layers.Conv2DTranspose(f, name=f"deconv_{i}", **conv))
+            decoder += self._residual_blocks(f, f"deconv_{i}")
         decoder.append(
             keras.layers.Conv2DTranspose(channels, self.kernel_size, padding="same", name="logits"))
         decoder += crop_to(height, width, steps)
@@ -76,6 +113,10 @@ class VariationalAutoencoder(keras.Model):
         if likelihood == "gaussian":
             self.log_scale = self.add_weight(shape=(channels,), initializer="zeros", name="log_scale")
         self.built = True
+
+    def _residual_blocks(self, filters, name):
+        # None when res_blocks is 0: the layer list (and checkpoints' paths) of models before them.
+        return [ResidualBlock(filters, self.kernel_size, name=f"{name}_res_{j}") for j in range(self.res_blocks)]
 
     def build(self, input_shape=None):
         # Every weight is created in __init__.
@@ -130,5 +171,5 @@ class VariationalAutoencoder(keras.Model):
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
                 "filters": list(self.filters), "dense_units": self.dense_units,
-                "kernel_size": self.kernel_size,
+                "kernel_size": self.kernel_size, "res_blocks": self.res_blocks,
                 "likelihood": self.likelihood}
