@@ -15,10 +15,10 @@ whose gradient loop is written out instead of left to TensorFlow's generic `whil
 (see there): the recurrent kernel's gradient is one product after the loop (oneDNN
 accumulates it in float32 and rounds once), not a running bfloat16 sum over the steps.
 Inference (evaluation, decoding, SavedModel and TFLite exports) runs Keras's `backend.rnn`
-with the same step. Otherwise the
-same maths (the bias is added once to the projected inputs), the same variables, masking and
-`go_backwards`; checkpoints and `.keras` files of the same shapes load either way. With cell
-dropout or recurrent dropout, or where Keras would take cuDNN, it is Keras's LSTM unchanged.
+with the same step. Otherwise the same maths (the bias is added once to the projected
+inputs), the same variables, masking and `go_backwards`; checkpoints and `.keras` files of
+the same shapes load either way. With cell dropout or recurrent dropout, or where Keras would
+take cuDNN, it is Keras's LSTM unchanged.
 """
 
 import keras

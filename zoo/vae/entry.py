@@ -50,7 +50,7 @@ class Vae(GenerativeImageEntry):
     # Cosine decay from 2e-3, no clipping (a loss summed over pixels makes the trainer's
     # generic clip at 1.0 bind at every step): WORKSPACE_NOTES.md, "Defaults". Batch 32: twice
     # the updates of 64 at nearly the same images/s, 95.4 nats after 10 minutes against 96.1
-    # (16: 95.8; WORKSPACE_NOTES.md, session 14).
+    # (16: 96.05; WORKSPACE_NOTES.md, session 14).
     trainer_defaults = {"learning_rate": 2e-3, "lr_schedule": "cosine", "batch_size": 32, "clipnorm": 0.0}
     training_length = TrainingLength(steps=20000, min_epochs=10, max_epochs=200)
 

@@ -115,8 +115,9 @@ class VariationalAutoencoder(keras.Model):
         self.built = True
 
     def _residual_blocks(self, filters, name):
-        # None when res_blocks is 0: the layer list (and checkpoints' paths) of models before them.
-        return [ResidualBlock(filters, self.kernel_size, name=f"{name}_res_{j}") for j in range(self.res_blocks)]
+        # No layers when res_blocks is 0: the layer list (and checkpoints' paths) of models before them.
+        return [ResidualBlock(filters, self.kernel_size, name=f"{name}_res_{j}")
+                for j in range(self.res_blocks)]
 
     def build(self, input_shape=None):
         # Every weight is created in __init__.
