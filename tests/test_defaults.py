@@ -95,6 +95,8 @@ def test_vae_defaults_learn_mnist(tmp_path, shared_data):
     # A decoder that outputs logits 0 scores 784 ln 2 = 543 nats; the keras-io peer ends 10 epochs at 155.
     assert _first_logged_loss(workdir) > result["neg_elbo"]
     assert result["neg_elbo"] < 130.0, result
+    # The latent vector is in use (a posterior collapsed to the prior has KL near 0).
+    assert result["kl"] > 5.0, result
 
 
 def test_gan_defaults_learn_mnist(tmp_path, shared_data):

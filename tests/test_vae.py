@@ -5,6 +5,7 @@ import json
 import math
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,6 +17,8 @@ from zoo import sources
 from zoo.images import shapes
 from zoo.images.entry import FRECHET_SEED, latents
 from zoo.vae.entry import Vae, kl_weight
+from zoo.config import ConfigError
+from zoo.vae.config import VaeConfig
 from zoo.vae.model import ResidualBlock, VariationalAutoencoder
 
 
@@ -80,7 +83,67 @@ def test_residual_blocks_follow_each_resolution_and_old_checkpoints_still_load(t
     again = VariationalAutoencoder((28, 28, 1), latent_dim=3, filters=(4, 8), res_blocks=0)
     tf.train.Checkpoint(model=again).read(path).assert_existing_objects_matched()
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(plain(x)), atol=1e-6)
-    assert Vae.preset("small").res_blocks == 1
+    small = Vae.preset("small")
+    assert (small.res_blocks, small.pixel_context, small.free_bits) == (1, 0, 0.0)
+
+
+def _pixel_model(channels=1):
+    keras.utils.set_random_seed(0)
+    # 16 hidden channels: some ReLU stays open at every pixel, so a change reaches the logits.
+    model = VariationalAutoencoder((12, 12, channels), latent_dim=3, filters=(16, 8), pixel_context=5)
+    # Non-zero biases everywhere, so a wrong window or offset shows in the numbers.
+    for weight in model.weights:
+        if "bias" in weight.path:
+            noise = np.random.RandomState(len(weight.path)).randn(*weight.shape)
+            weight.assign(noise.astype("float32") * 0.3)
+    return model
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pixel_context_sees_only_earlier_pixels_in_raster_order(channels):
+    model = _pixel_model(channels)
+    z = np.random.RandomState(0).randn(2, 3).astype("float32")
+    x = np.random.RandomState(1).uniform(0, 1, (2, 12, 12, channels)).astype("float32")
+    before = np.asarray(model.decode_logits(z, x))
+    for row, column in [(0, 0), (5, 7), (11, 11), (6, 0)]:
+        changed = x.copy()
+        changed[:, row, column, :] = 1.0 - changed[:, row, column, :]
+        moved = np.abs(np.asarray(model.decode_logits(z, changed)) - before).max(axis=(0, 3)) > 1e-6
+        order = np.arange(144).reshape(12, 12)
+        position = row * 12 + column
+        assert not moved[order <= position].any(), (row, column)  # neither earlier pixels nor itself
+        # The 5x5 window reaches the next pixel and the two rows below (where they exist).
+        assert moved[order == position + 1].all() or position == 143
+
+
+def test_pixel_context_decoding_fills_each_pixel_with_its_mean_given_the_earlier_ones():
+    model = _pixel_model()
+    z = np.random.RandomState(0).randn(3, 3).astype("float32")
+    images = np.asarray(model.decode(z))
+    assert images.shape == (3, 12, 12, 1) and 0 < images.min() and images.max() < 1
+    # Teacher-forced on its own output, the one-pass likelihood gives back each pixel's mean.
+    means = 1.0 / (1.0 + np.exp(-np.asarray(model.decode_logits(z, images))))
+    np.testing.assert_allclose(means, images, atol=1e-5)
+    assert np.abs(images[0] - images[1]).max() > 1e-3  # the latent vector still matters
+    restored = VariationalAutoencoder.from_config(model.get_config())
+    assert restored.pixel_context == 5 and len(restored.weights) == len(model.weights)
+
+
+def test_free_bits_floor_each_dimensions_kl_in_training_only():
+    model = VariationalAutoencoder((28, 28, 1), latent_dim=3, filters=(4, 8))
+    x = np.random.RandomState(0).uniform(0, 1, (2, 28, 28, 1)).astype("float32")
+    noise = np.zeros((2, 3), "float32")
+    _fix_posterior_and_decoder(model, 0.5, 0.0)  # KL 0.125 per dimension
+    _, kl = model.neg_elbo_terms(x, noise)
+    _, floored = model.neg_elbo_terms(x, noise, free_bits=0.5)
+    _, above = model.neg_elbo_terms(x, noise, free_bits=0.1)
+    np.testing.assert_allclose(np.asarray(kl), 3 * 0.125, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(floored), 3 * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(above), 3 * 0.125, rtol=1e-6)
+    with pytest.raises(ConfigError, match="pixel_context=4"):
+        VaeConfig(pixel_context=4)
+    with pytest.raises(ConfigError, match="free_bits"):
+        VaeConfig(free_bits=-1.0)
 
 
 def test_gaussian_likelihood_in_nats():
@@ -100,7 +163,7 @@ def test_kl_warmup_and_beta_in_the_training_loss(tmp_path):
                                [0.04, 2.0, 4.0, 4.0], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(kl_weight([1.0, 7.0], beta=0.5)), [0.5, 0.5])
     config = Vae.preset("tiny")
-    config.beta, config.kl_warmup_steps = 2.0, 10
+    config.beta, config.kl_warmup_steps, config.free_bits = 2.0, 10, 0.5
     entry = Vae(config, str(tmp_path))
     entry.prepare(sources.parse("builtin:shapes"))
     source = sources.parse("builtin:shapes")
@@ -109,9 +172,12 @@ def test_kl_warmup_and_beta_in_the_training_loss(tmp_path):
     for step in (1, 2, 3):
         batch = next(batches)
         np.testing.assert_array_equal(batch["step"], [step] * 4)  # the trainer step that takes the batch
-    reconstruction, kl = (np.asarray(t) for t in model.neg_elbo_terms(batch["images"], batch["noise"], True))
+    reconstruction, kl = (np.asarray(t) for t in model.neg_elbo_terms(batch["images"], batch["noise"], True,
+                                                                      free_bits=config.free_bits))
     np.testing.assert_allclose(entry.loss(model, batch, training=True), reconstruction + 2.0 * 3 / 10 * kl,
                                rtol=1e-6)
+    assert config.free_bits and (kl >= config.free_bits * config.latent_dim - 1e-6).all()
+    reconstruction, kl = (np.asarray(t) for t in model.neg_elbo_terms(batch["images"], batch["noise"]))
     np.testing.assert_allclose(entry.loss(model, batch, training=False), reconstruction + kl, rtol=1e-6)
 
 
@@ -241,6 +307,30 @@ def test_signatures_and_int8_decoder(tmp_path):
     reconstructed = loaded.signatures["reconstruct"](images=tf.constant(images))["images"].numpy()
     expected = np.round(np.clip(np.asarray(model(images.astype("float32") / 255.0)), 0, 1) * 255)
     assert reconstructed.dtype == np.uint8 and np.abs(reconstructed.astype(int) - expected).max() <= 1
+
+
+@pytest.mark.slow
+def test_pixel_context_decoder_exports_its_loop_and_says_why_int8_is_skipped(tmp_path):
+    entry, source = helpers.tiny_entry("vae", tmp_path)
+    entry.config = dataclasses.replace(entry.config, pixel_context=5, free_bits=0.5)
+    config = TrainerConfig(steps=30, batch_size=32, log_every=30, clipnorm=0.0)
+    trainer = Trainer(entry, config, str(tmp_path))
+    trainer.train(source, evaluate=False)
+    model = exporter.float32_model(entry, trainer.model)
+    manifest = exporter.export(entry, model, str(tmp_path), formats=("saved_model", "tflite"), source=source,
+                               num_checks=8, quantize=("none", "dynamic", "int8"))
+    tflite_rows = {a["quantization"]: a for a in manifest["artifacts"] if a["format"] == "tflite"}
+    assert set(tflite_rows) == {"none", "dynamic"} and tflite_rows["none"]["parity"]["mismatches"] == 0
+    assert "WHILE" in tflite_rows["none"]["ops"]  # the pixel-by-pixel loop runs on the phone
+    (skipped,) = manifest["skipped"]
+    assert (skipped["signature"], skipped["quantization"]) == ("decoder", "int8")
+    assert "without pixel_context" in skipped["reason"]
+    # The served images are the loop's: each pixel the mean given the pixels before it.
+    saved = next(a for a in manifest["artifacts"] if a["format"] == "saved_model")
+    z = latents(3, 4, entry.latent_dim)
+    served = tf.saved_model.load(saved["path"]).signatures["serving_default"](z=z)["images"].numpy()
+    expected = np.round(np.clip(np.asarray(model.decode(z)), 0, 1) * 255)
+    assert np.abs(served.astype(int) - expected).max() <= 1
 
 
 @pytest.mark.slow

@@ -1,8 +1,14 @@
-"""A convolutional variational autoencoder with Bernoulli or Gaussian pixel likelihoods."""
+"""A convolutional variational autoencoder with Bernoulli or Gaussian pixel likelihoods.
+
+With `pixel_context`, each pixel's likelihood also depends on the pixels before it in raster
+order (a PixelCNN-style masked convolution over the image, as in PixelVAE): the likelihood is
+still exact and evaluated in one pass, and generation fills the image one pixel at a time.
+"""
 
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from zoo.images.upsampling import crop_to, upsampling_start
@@ -41,6 +47,61 @@ class ResidualBlock(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
 
 
+def raster_mask(kernel_size, in_channels, filters):
+    """`[k, k, in, filters]` mask of a causal ("A") convolution in raster order: 1 for the rows
+    above the centre and the centre row's pixels left of it, 0 for the centre and after.
+
+    Example:
+        >>> raster_mask(3, 1, 1)[..., 0, 0]
+        array([[1., 1., 1.],
+               [1., 0., 0.],
+               [0., 0., 0.]], dtype=float32)
+    """
+    k = int(kernel_size)
+    flat = (np.arange(k * k) < (k * k) // 2).astype(np.float32).reshape(k, k)
+    return np.broadcast_to(flat[:, :, None, None], (k, k, in_channels, filters)).copy()
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class CausalConv2D(keras.layers.Layer):
+    """A "same" convolution that sees only the pixels before each position in raster order
+    (`raster_mask`): the masked convolution of PixelCNN's first layer.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = CausalConv2D(2, 3)
+        >>> x = np.zeros((1, 4, 4, 1), "float32"); x[0, 1, 1, 0] = 1.0
+        >>> y = np.asarray(layer(x))  # the pixel at (1, 1) reaches only positions after it
+        >>> bool(np.allclose(y[0, :2, :2], layer.bias.numpy()))  # (1, 1) and the pixels before it
+        True
+    """
+
+    def __init__(self, filters, kernel_size=5, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size = int(filters), int(kernel_size)
+        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
+            raise ValueError(f"pixel_context must be an odd kernel size >= 3, got {self.kernel_size}.")
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.mask = raster_mask(self.kernel_size, channels, self.filters)
+        self.kernel = self.add_weight(shape=self.mask.shape, initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+
+    def masked_kernel(self, dtype=None):
+        kernel = self.kernel if dtype is None else ops.cast(self.kernel.value, dtype)
+        return kernel * ops.cast(self.mask, kernel.dtype)
+
+    def call(self, x):
+        return ops.conv(x, self.masked_kernel(), padding="same") + self.bias
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class VariationalAutoencoder(keras.Model):
     """Encoder to a diagonal Gaussian posterior, reparameterized sampling, conv decoder.
@@ -60,6 +121,10 @@ class VariationalAutoencoder(keras.Model):
         kernel_size: convolution kernel size.
         likelihood: "bernoulli" or "gaussian".
         res_blocks: `ResidualBlock`s after each strided convolution, in encoder and decoder.
+        pixel_context: kernel size of a `CausalConv2D` over the image that makes each pixel's
+            likelihood depend on the pixels before it (0: pixels independent given z). The
+            decoder then ends in `filters[0]` feature channels, summed with the causal
+            convolution's, and two per-pixel dense layers give the logits.
 
     Example:
         >>> import numpy as np
@@ -70,7 +135,7 @@ class VariationalAutoencoder(keras.Model):
     """
 
     def __init__(self, image_shape, latent_dim=16, filters=(32, 64), dense_units=0, kernel_size=3,
-                 likelihood="bernoulli", res_blocks=0, **kwargs):
+                 likelihood="bernoulli", res_blocks=0, pixel_context=0, **kwargs):
         super().__init__(**kwargs)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
@@ -81,6 +146,7 @@ class VariationalAutoencoder(keras.Model):
         self.kernel_size = int(kernel_size)
         self.likelihood = likelihood
         self.res_blocks = int(res_blocks)
+        self.pixel_context = int(pixel_context)
         height, width, channels = self.image_shape
         conv = dict(kernel_size=self.kernel_size, strides=2, padding="same", activation="relu")
 
@@ -102,8 +168,20 @@ class VariationalAutoencoder(keras.Model):
         for i, f in enumerate(reversed(self.filters)):
             decoder.append(keras.layers.Conv2DTranspose(f, name=f"deconv_{i}", **conv))
             decoder += self._residual_blocks(f, f"deconv_{i}")
-        decoder.append(
-            keras.layers.Conv2DTranspose(channels, self.kernel_size, padding="same", name="logits"))
+        if self.pixel_context:
+            # The decoder gives per-pixel features; the head mixes them with the causal context.
+            hidden = self.filters[0]
+            decoder.append(keras.layers.Conv2DTranspose(hidden, self.kernel_size, padding="same",
+                                                        name="pixel_features"))
+            self.context = CausalConv2D(hidden, self.pixel_context, name="context")
+            self.context.build((None, height, width, channels))
+            self.head_hidden = keras.layers.Dense(hidden, activation="relu", name="head_hidden")
+            self.head_hidden.build((None, hidden))
+            self.head_logits = keras.layers.Dense(channels, name="head_logits")
+            self.head_logits.build((None, hidden))
+        else:
+            decoder.append(
+                keras.layers.Conv2DTranspose(channels, self.kernel_size, padding="same", name="logits"))
         decoder += crop_to(height, width, steps)
         self.decoder = keras.Sequential(decoder, name="decoder")
         # Used only when no noise is passed in; training takes its noise from the data so
@@ -134,12 +212,49 @@ class VariationalAutoencoder(keras.Model):
             noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
         return mean + ops.exp(0.5 * log_variance) * ops.cast(noise, mean.dtype)
 
-    def decode_logits(self, z, training=False):
-        return ops.cast(self.decoder(z, training=training), "float32")
+    def decode_logits(self, z, images=None, training=False):
+        """Pixel logits `[N, H, W, C]` of latent vectors; with `pixel_context`, of `images` given z
+        (each pixel's logits from z and the image's pixels before it)."""
+        features = self.decoder(z, training=training)
+        if not self.pixel_context:
+            return ops.cast(features, "float32")
+        context = self.context(ops.cast(images, self.context.compute_dtype))
+        hidden = ops.relu(ops.cast(features, context.dtype) + context)
+        return ops.cast(self.head_logits(self.head_hidden(hidden)), "float32")
 
     def decode(self, z, training=False):
-        """Images in [0, 1]: the likelihood's mean."""
-        return ops.sigmoid(self.decode_logits(z, training))
+        """Images in [0, 1]: the likelihood's mean; with `pixel_context`, filled in raster order,
+        each pixel the mean of its likelihood given the means chosen before it."""
+        if not self.pixel_context:
+            return ops.sigmoid(self.decode_logits(z, training=training))
+        return self._decode_in_raster_order(ops.cast(self.decoder(z, training=training), "float32"))
+
+    def _decode_in_raster_order(self, features):
+        # One pixel per step, in float32: the causal kernel applied to the k x k window of a
+        # zero-padded canvas at that pixel (what the convolution computes there, since the
+        # pixels not yet written are masked out), plus the decoder's features, then the head.
+        height, width, channels = self.image_shape
+        k, pad = self.pixel_context, self.pixel_context // 2
+        batch = ops.shape(features)[0]
+        kernel = ops.reshape(self.context.masked_kernel("float32"), (k * k * channels, -1))
+        bias = ops.cast(self.context.bias.value, "float32")
+        w1, b1 = (ops.cast(v.value, "float32") for v in (self.head_hidden.kernel, self.head_hidden.bias))
+        w2, b2 = (ops.cast(v.value, "float32") for v in (self.head_logits.kernel, self.head_logits.bias))
+        padded = (height + 2 * pad, width + 2 * pad)
+
+        def step(t, canvas):
+            row, column = t // width, t % width
+            window = ops.slice(canvas, (0, row, column, 0), (batch, k, k, channels))
+            context = ops.matmul(ops.reshape(window, (batch, k * k * channels)), kernel) + bias
+            pixel = ops.slice(features, (0, row, column, 0), (batch, 1, 1, ops.shape(features)[-1]))
+            pixel = ops.squeeze(pixel, (1, 2))
+            hidden = ops.relu(ops.matmul(ops.relu(pixel + context), w1) + b1)
+            mean = ops.sigmoid(ops.matmul(hidden, w2) + b2)
+            where = ops.one_hot((row + pad) * padded[1] + column + pad, padded[0] * padded[1])
+            return canvas + ops.reshape(where, (1,) + padded + (1,)) * mean[:, None, None, :]
+
+        canvas = ops.fori_loop(0, height * width, step, ops.zeros((batch,) + padded + (channels,)))
+        return canvas[:, pad:pad + height, pad:pad + width, :]
 
     def call(self, images, training=False):
         """Reconstructions in [0, 1] through the posterior mean (deterministic)."""
@@ -157,20 +272,25 @@ class VariationalAutoencoder(keras.Model):
             nll = 0.5 * ops.square(z) + log_scale + 0.5 * LOG_2PI
         return ops.sum(ops.reshape(nll, (ops.shape(nll)[0], -1)), axis=-1)
 
-    def neg_elbo_terms(self, images, noise=None, training=False):
+    def neg_elbo_terms(self, images, noise=None, training=False, free_bits=0.0):
         """(reconstruction -log p(x|z), KL(q(z|x) || N(0, I))) of each image, in nats.
 
         Their sum is the negative ELBO, a one-sample Monte Carlo estimate (`noise` [N, latent_dim]
-        standard normal; drawn by the model when None); the KL term is exact.
+        standard normal; drawn by the model when None); the KL term is exact. With `free_bits`
+        (a training objective, not the ELBO) each latent dimension's KL counts as at least
+        that many nats, so the first nats a dimension carries are free (Kingma et al., 2016).
         """
         mean, log_variance = self.encode(images, training)
         z = self.sample_posterior(mean, log_variance, noise)
-        reconstruction = self.reconstruction_nll(images, self.decode_logits(z, training))
-        kl = 0.5 * ops.sum(ops.square(mean) + ops.exp(log_variance) - 1.0 - log_variance, axis=-1)
-        return reconstruction, kl
+        reconstruction = self.reconstruction_nll(images, self.decode_logits(z, images, training))
+        kl = 0.5 * (ops.square(mean) + ops.exp(log_variance) - 1.0 - log_variance)
+        if free_bits:
+            kl = ops.maximum(kl, free_bits)
+        return reconstruction, ops.sum(kl, axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
                 "filters": list(self.filters), "dense_units": self.dense_units,
                 "kernel_size": self.kernel_size, "res_blocks": self.res_blocks,
+                "pixel_context": self.pixel_context,
                 "likelihood": self.likelihood}
