@@ -253,6 +253,38 @@ def test_token_dropout_masks_ordinary_pieces_from_stateless_seeds(tmp_path):
     assert not (validation["token_ids"].numpy() == w.mask_id).any()  # held-out texts untouched
 
 
+def test_r_drop_loss_is_the_two_passes_mean_cross_entropy_plus_their_symmetric_kl(tmp_path):
+    config = BertClassifier.preset("tiny")
+    config.rdrop = 2.0
+    entry = BertClassifier(config, str(tmp_path / "w"))
+    source = sources.parse(write_csv(tmp_path / "reviews.csv", reviews(60)))
+    entry.prepare(source)
+    batch = helpers.first_batch(entry, source, batch_size=3)
+    first, second = np.log([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]]), np.zeros((3, 3))
+    calls = []
+
+    def model(inputs, training):  # stands for two passes under different dropout masks
+        calls.append(training)
+        return tf.constant((first, second)[len(calls) - 1], tf.float32)
+
+    loss, logits, _ = entry.loss_and_logits(model, batch, training=True)
+    labels = batch["labels"].numpy()
+    ce = [-first[np.arange(3), labels], np.full(3, np.log(3.0))]
+    p, q = np.exp(first), np.full((3, 3), 1 / 3)
+    kl = 0.5 * ((p * np.log(p / q)).sum(1) + (q * np.log(q / p)).sum(1))
+    weights = np.asarray(entry.class_weight)[labels]
+    np.testing.assert_allclose(loss, (0.5 * (ce[0] + ce[1]) + 2.0 * kl) * weights, rtol=1e-5)
+    np.testing.assert_allclose(logits, first, rtol=1e-6)  # metrics and distillation read the first pass
+    assert calls == [True, True]
+    calls.clear()
+    loss, _, _ = entry.loss_and_logits(model, batch, training=False)  # validation: one pass, plain
+    np.testing.assert_allclose(loss, ce[0] * weights, rtol=1e-5)
+    assert calls == [False]
+    assert BertClassifier.preset("small").rdrop == 0.0  # off: no gain at two seeds (WORKSPACE_NOTES.md)
+    with pytest.raises(ConfigError, match="rdrop=-1"):
+        BertClassifier.config_class(rdrop=-1.0)
+
+
 def test_pooling_setting_is_checked():
     with pytest.raises(ConfigError, match="pooling=max: expected cls or mean"):
         BertClassifier.config_class(pooling="max")

@@ -15,7 +15,7 @@ from zoo.bert.config import ARCHITECTURE, BertClassifierConfig
 from zoo.bert.text_entry import BertTextEntry
 from zoo.config import ConfigError, copy_backbone
 from zoo.entry import Servable, TrainingLength
-from zoo.text.losses import token_cross_entropy
+from zoo.text.losses import symmetric_kl, token_cross_entropy
 
 LABELS = "labels.txt"
 CLASS_WEIGHTS = "class_weights.json"
@@ -214,7 +214,14 @@ class BertClassifier(BertTextEntry):
 
     def loss_and_logits(self, model, batch, training):
         logits = keras.ops.cast(model(self._inputs(batch), training=training), "float32")
-        ce = token_cross_entropy(batch["labels"], logits, self.config.label_smoothing if training else 0.0)
+        smoothing = self.config.label_smoothing if training else 0.0
+        ce = token_cross_entropy(batch["labels"], logits, smoothing)
+        if training and self.config.rdrop:
+            # R-Drop: a second pass under other dropout masks; the two passes' mean
+            # cross-entropy plus the weighted symmetric KL between their predictions.
+            other = keras.ops.cast(model(self._inputs(batch), training=True), "float32")
+            ce = 0.5 * (ce + token_cross_entropy(batch["labels"], other, smoothing))
+            ce = ce + self.config.rdrop * symmetric_kl(logits, other)
         return ce * keras.ops.take(keras.ops.convert_to_tensor(self.class_weight), batch["labels"]), logits, None
 
     def check_teacher_data(self, source, teacher_workdir):

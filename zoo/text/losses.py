@@ -1,4 +1,5 @@
-"""Cross-entropy shared by the text models (translator, BERT classifier; T5 and the language model later)."""
+"""Cross-entropy shared by the text models (translator, BERT classifier; T5 and the language model later),
+and R-Drop's symmetric KL (the BERT classifier)."""
 
 from keras import backend, ops
 
@@ -80,3 +81,18 @@ def masked_mean(values, mask):
     """The mean of `values` [B, T] over the positions where `mask` [B, T] is 1, per example [B]
     (0 for an example with no position)."""
     return ops.sum(values * mask, -1) / ops.maximum(ops.sum(mask, -1), 1.0)
+
+
+def symmetric_kl(logits_a, logits_b):
+    """`(KL(p || q) + KL(q || p)) / 2` of the softmax distributions of two logits `[..., K]`,
+    over the last axis, in nats (R-Drop's consistency term).
+
+    Example:
+        >>> import numpy as np
+        >>> a, b = np.log([[0.5, 0.5]]), np.log([[0.75, 0.25]])
+        >>> round(float(symmetric_kl(a, b)[0]), 4)  # (0.1438 + 0.1308) / 2
+        0.1373
+    """
+    log_p = ops.log_softmax(ops.cast(logits_a, "float32"), axis=-1)
+    log_q = ops.log_softmax(ops.cast(logits_b, "float32"), axis=-1)
+    return 0.5 * ops.sum((ops.exp(log_p) - ops.exp(log_q)) * (log_p - log_q), axis=-1)

@@ -36,6 +36,8 @@ class VaeConfig(ImageDataConfig):
             negative ELBO (weight 1).
         res_blocks: residual blocks (two convolutions and a skip) after each strided
             convolution of the encoder and of the decoder (`small`: 1).
+        full_size_blocks: the decoder's blocks at the image's own size too (`small`: no; those
+            are a third of the model's arithmetic and were worth nothing measurable).
         pixel_context: kernel size (odd, >= 3) of a causal convolution over the pixels before
             each pixel in raster order, which the likelihood then also depends on (PixelVAE);
             0: pixels independent given the latent vector.
@@ -52,6 +54,7 @@ class VaeConfig(ImageDataConfig):
     beta: float = 1.0
     kl_warmup_steps: int = 0
     res_blocks: int = 0
+    full_size_blocks: bool = True
     pixel_context: int = 0
     free_bits: float = 0.0
 
@@ -77,9 +80,10 @@ def _tiny():
 def _small():
     # One residual block per resolution: 96.1 nats after 10 minutes on one core against 97.1
     # without (3.4x slower per step, 3 nats better per epoch): WORKSPACE_NOTES.md, session 14.
-    # Not `pixel_context`: 73.5 nats after 10 minutes, but its pixel-by-pixel samples drift as it
-    # trains (Fréchet 27 against 7; WORKSPACE_NOTES.md, session 15).
-    return VaeConfig(res_blocks=1)
+    # None at the image's size in the decoder: 95.26 nats (Fréchet 6.5) in 455 s against 95.41
+    # (7.8) in 600 s with them. Not `pixel_context`: 73.5 nats after 10 minutes, but its
+    # pixel-by-pixel samples drift as it trains (Fréchet 27 against 7). WORKSPACE_NOTES.md, session 15.
+    return VaeConfig(res_blocks=1, full_size_blocks=False)
 
 
 def _base():

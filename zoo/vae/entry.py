@@ -60,7 +60,8 @@ class Vae(GenerativeImageEntry):
         return VariationalAutoencoder(self.image_shape, latent_dim=c.latent_dim, filters=c.filters,
                                       dense_units=c.dense_units, kernel_size=c.kernel_size,
                                       likelihood=c.likelihood, res_blocks=c.res_blocks,
-                                      pixel_context=c.pixel_context, name="vae")
+                                      pixel_context=c.pixel_context, full_size_blocks=c.full_size_blocks,
+                                      name="vae")
 
     def batch_noise(self, count, seed, step):
         return {"noise": tf.random.stateless_normal([count, self.latent_dim], seed=seed),

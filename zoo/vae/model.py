@@ -121,6 +121,8 @@ class VariationalAutoencoder(keras.Model):
         kernel_size: convolution kernel size.
         likelihood: "bernoulli" or "gaussian".
         res_blocks: `ResidualBlock`s after each strided convolution, in encoder and decoder.
+        full_size_blocks: whether the decoder's last transposed convolution (at the image's
+            size, where a block costs most) is followed by blocks too.
         pixel_context: kernel size of a `CausalConv2D` over the image that makes each pixel's
             likelihood depend on the pixels before it (0: pixels independent given z). The
             decoder then ends in `filters[0]` feature channels, summed with the causal
@@ -135,7 +137,7 @@ class VariationalAutoencoder(keras.Model):
     """
 
     def __init__(self, image_shape, latent_dim=16, filters=(32, 64), dense_units=0, kernel_size=3,
-                 likelihood="bernoulli", res_blocks=0, pixel_context=0, **kwargs):
+                 likelihood="bernoulli", res_blocks=0, pixel_context=0, full_size_blocks=True, **kwargs):
         super().__init__(**kwargs)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
@@ -147,6 +149,7 @@ class VariationalAutoencoder(keras.Model):
         self.likelihood = likelihood
         self.res_blocks = int(res_blocks)
         self.pixel_context = int(pixel_context)
+        self.full_size_blocks = bool(full_size_blocks)
         height, width, channels = self.image_shape
         conv = dict(kernel_size=self.kernel_size, strides=2, padding="same", activation="relu")
 
@@ -167,7 +170,8 @@ class VariationalAutoencoder(keras.Model):
                    keras.layers.Reshape((h0, w0, self.filters[-1]))]
         for i, f in enumerate(reversed(self.filters)):
             decoder.append(keras.layers.Conv2DTranspose(f, name=f"deconv_{i}", **conv))
-            decoder += self._residual_blocks(f, f"deconv_{i}")
+            if full_size_blocks or i < steps - 1:
+                decoder += self._residual_blocks(f, f"deconv_{i}")
         if self.pixel_context:
             # The decoder gives per-pixel features; the head mixes them with the causal context.
             hidden = self.filters[0]
@@ -292,5 +296,5 @@ class VariationalAutoencoder(keras.Model):
         return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
                 "filters": list(self.filters), "dense_units": self.dense_units,
                 "kernel_size": self.kernel_size, "res_blocks": self.res_blocks,
-                "pixel_context": self.pixel_context,
+                "pixel_context": self.pixel_context, "full_size_blocks": self.full_size_blocks,
                 "likelihood": self.likelihood}
