@@ -222,6 +222,9 @@ class VariationalAutoencoder(keras.Model):
         features = self.decoder(z, training=training)
         if not self.pixel_context:
             return ops.cast(features, "float32")
+        if images is None:
+            raise ValueError("With pixel_context the logits depend on the image's earlier pixels: pass "
+                             "`images` (to generate, call `decode(z)`).")
         context = self.context(ops.cast(images, self.context.compute_dtype))
         hidden = ops.relu(ops.cast(features, context.dtype) + context)
         return ops.cast(self.head_logits(self.head_hidden(hidden)), "float32")
