@@ -1,13 +1,15 @@
 """SST-2: the zoo's BERT classifier against keras-hub `BertTextClassifier.fit` (and HF PyTorch).
 
     python benchmarks/bert_sst2.py [--minutes=4] [--mlm_minutes=4] [--parts=scratch,mlm,throughput]
+                                   [--seeds=0,1,2]
 
 Reads `../shared/data/classification/sst2_train.tsv` (training) and `sst2_dev.tsv` (accuracy);
 skips with a message when they are absent. Preset `small` (4 layers, 256 hidden, 4 heads,
 intermediate 1024, sequence 64) for every model; every peer gets the zoo's vocabulary (learned
 from the training text, 8,000 WordPiece tokens), so the vocabulary size is the same.
 
-- `scratch`: each trained from scratch for the same wall time; dev accuracy side by side.
+- `scratch`: each trained from scratch for the same wall time; dev accuracy side by side, per
+  seed (`--seeds`) and their means.
 - `mlm`: each first pretrains its backbone with masked-LM on the SST-2 training text (zoo:
   `bert_mlm` then `bert_classifier --init_from`; peer: keras-hub `BertMaskedLM.fit`, then
   `BertTextClassifier.fit` on that backbone), same wall time for each stage.
@@ -49,6 +51,9 @@ flags.DEFINE_list("zoo_config", [], "--config overrides of the zoo classifier (d
 flags.DEFINE_bool("peers", True, "Also train the keras-hub peers (--nopeers: only the zoo's figures, e.g. the "
                   "MLM-then-fine-tune figure against the zoo's own from-scratch one).")
 flags.DEFINE_list("zoo_mlm_config", [], "--config overrides of the zoo masked LM (default: none).")
+flags.DEFINE_list("seeds", ["0"], "scratch: one zoo run and one peer run per seed (the zoo's `seed`, the "
+                  "peer's `keras.utils.set_random_seed`); with several, the means are printed too. One pass "
+                  "over SST-2 moves 2 points between seeds, so a difference under that needs three or more.")
 
 
 def _files():
@@ -85,20 +90,34 @@ def _vocabulary(workdir):
 
 
 def scratch(train, dev, root):
+    results = [_scratch_seed(train, dev, os.path.join(root, f"seed{seed}"), int(seed))
+               for seed in FLAGS.seeds]
+    if len(results) == 1:
+        return results[0]
+    means = {f"mean_{k}": sum(r[k] for r in results) / len(results)
+             for k in results[0] if k.endswith("dev_accuracy")}
+    if "mean_peer_best_dev_accuracy" in means:
+        means["mean_difference_points"] = 100 * (means["mean_zoo_dev_accuracy"]
+                                                 - means["mean_peer_best_dev_accuracy"])
+    return {**means, "seeds": {seed: r for seed, r in zip(FLAGS.seeds, results)}}
+
+
+def _scratch_seed(train, dev, root, seed):
     import bert_peers
 
     seconds = FLAGS.minutes * 60
     workdir = os.path.join(root, "zoo-scratch")
-    zoo, zoo_seconds = _zoo_classifier(workdir, train, dev, seconds)
+    zoo, zoo_seconds = _zoo_classifier(workdir, train, dev, seconds, extra=[f"seed={seed}"] if seed else [])
     vocabulary = _vocabulary(workdir)
     result = {"zoo_dev_accuracy": zoo["accuracy"], "zoo_macro_f1": zoo["macro_f1"], "zoo_seconds": zoo_seconds,
               "zoo_steps": _steps(workdir), "vocabulary_size": len(vocabulary)}
+    print(f"[bert_sst2] scratch, seed {seed}, zoo: " + json.dumps(result), flush=True)
     if not FLAGS.peers:
         return result
     train_texts, train_labels = _read(train)
     dev_texts, dev_labels = _read(dev)
     peers = {lr: bert_peers.keras_hub_fit(train_texts, train_labels, dev_texts, dev_labels, vocabulary,
-                                          max_seconds=seconds, learning_rate=float(lr))
+                                          max_seconds=seconds, learning_rate=float(lr), seed=seed)
              for lr in FLAGS.peer_learning_rates}
     return {**result,
             **{f"peer_lr{lr}_dev_accuracy": p["dev_accuracy"] for lr, p in peers.items()},

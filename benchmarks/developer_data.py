@@ -20,7 +20,8 @@ DATA = {"bert_classifier": ("classification/sst2_train.tsv",
 # model: `--config` overrides that give the zoo entry its peer's exact sizes (the throughput
 # comparisons: the same model on both sides; each entry's preset `small` otherwise)
 PEER_SIZES = {
-    "vae": ["latent_dim=2", "filters=32,64", "dense_units=16", "kernel_size=3", "res_blocks=0"],
+    "vae": ["latent_dim=2", "filters=32,64", "dense_units=16", "kernel_size=3", "res_blocks=0",
+            "iaf_steps=0"],
     "gan": ["latent_dim=128", "generator_filters=128,256", "discriminator_filters=64,128,128",
             "kernel_size=4", "output_kernel_size=5", "batch_norm=false"],
     "translator": ["attention=none", "bidirectional=false", "embedding_dim=256", "units=256", "dropout=0",

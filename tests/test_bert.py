@@ -1,6 +1,7 @@
 """BERT classifier and masked-LM pretraining: data, labels, training, presets, export."""
 
 import json
+import math
 import os
 import random
 
@@ -9,12 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from export import exporter
 from tests import helpers
 from tests.helpers import zoo_cli
 from trainers import Trainer, TrainerConfig
 from zoo import commands, sources
 from zoo.bert.classifier import BertClassifier
-from zoo.bert.mlm import BertMaskedLanguageModel
+from zoo.bert.mlm import BertMaskedLanguageModel, ElectraPretrainer
 from zoo.config import ConfigError
 from zoo.sources import DataError
 from zoo.text import labelled
@@ -305,8 +307,6 @@ def test_classifier_passes_the_shared_checks(tmp_path):
 
 @pytest.mark.slow
 def test_classifier_learns_and_int8_keeps_accuracy(tmp_path):
-    from export import exporter
-
     data = write_csv(tmp_path / "reviews.csv", reviews(1500))
     entry, source = helpers.tiny_entry("bert_classifier", tmp_path / "w", data)
     trainer = Trainer(entry, TrainerConfig(steps=300, batch_size=32, learning_rate=3e-3, log_every=100),
@@ -357,6 +357,21 @@ def test_preset_directory_gives_config_vocabulary_and_weights(tmp_path):
 
 
 @pytest.mark.slow
+def _check_classifier_starts_from(mlm_dir, backbone, tmp_path):
+    """A classifier trained with `--init_from=mlm_dir` at a zero rate holds `backbone`'s
+    weights and the workdir's vocabulary; returns the classifier's data file."""
+    data = write_csv(tmp_path / "d.csv", reviews(100))
+    classifier_dir = str(tmp_path / "clf")
+    commands.train("bert_classifier", classifier_dir, data=data, preset="tiny", steps=1, batch_size=8,
+                   overrides=[f"init_from={mlm_dir}", "learning_rate=0"], evaluate=False)
+    _, classifier, _ = commands.restore(classifier_dir)
+    for want, got in zip(backbone.get_weights(), classifier.model.backbone.get_weights()):
+        np.testing.assert_allclose(want, got)
+    assert open(os.path.join(classifier_dir, "assets", "vocab.txt")).read() == \
+        open(os.path.join(mlm_dir, "assets", "vocab.txt")).read()
+    return data
+
+
 def test_mlm_pretraining_then_classifier_init_from(tmp_path):
     texts, held_out = tmp_path / "texts.txt", tmp_path / "held_out.txt"
     texts.write_text("".join(t + "\n" for t in verdicts(400, seed=1)))
@@ -384,18 +399,77 @@ def test_mlm_pretraining_then_classifier_init_from(tmp_path):
     filled = commands.predict(mlm_dir, ["the film was [MASK] and the plot [MASK]"])[0]
     assert "[MASK]" not in filled and filled.startswith("the film was ")
 
-    data = write_csv(tmp_path / "d.csv", reviews(100))
-    classifier_dir = str(tmp_path / "clf")
-    commands.train("bert_classifier", classifier_dir, data=data, preset="tiny", steps=1, batch_size=8,
-                   overrides=[f"init_from={mlm_dir}", "learning_rate=0"], evaluate=False)
-    _, classifier, _ = commands.restore(classifier_dir)
-    for want, got in zip(trainer.model.backbone.get_weights(), classifier.model.backbone.get_weights()):
-        np.testing.assert_allclose(want, got)  # a zero learning rate keeps the pretrained backbone
-    assert open(os.path.join(classifier_dir, "assets", "vocab.txt")).read() == \
-        open(os.path.join(mlm_dir, "assets", "vocab.txt")).read()
+    data = _check_classifier_starts_from(mlm_dir, trainer.model.backbone, tmp_path)
     with pytest.raises(ConfigError, match=r"--init_from=.*trained with num_layers=2, this model has 4"):
         commands.train("bert_classifier", str(tmp_path / "clf2"), data=data, preset="small", steps=1,
                        overrides=[f"init_from={mlm_dir}"])
+
+
+def test_electra_puts_the_generators_samples_at_the_masked_positions_and_labels_the_changed_ones(tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(t + "\n" for t in verdicts(100, seed=1)))
+    entry = BertMaskedLanguageModel(BertMaskedLanguageModel.preset("tiny"), str(tmp_path))
+    entry.config.objective = "electra"
+    entry.prepare(sources.parse(str(texts)))
+    batch = helpers.first_batch(entry, sources.parse(str(texts)), batch_size=8)
+    film = entry.wordpiece.vocabulary.index("film")
+    sampled = tf.fill(tf.shape(batch["mask_ids"]), film)
+    corrupted, replaced = (t.numpy() for t in entry.replace_masked(batch, sampled))
+    masked, positions = batch["token_ids"].numpy(), batch["mask_positions"].numpy()
+    chosen, targets = batch["mask_weights"].numpy() > 0, batch["mask_ids"].numpy()
+    original = masked.copy()
+    for row in range(len(masked)):  # the text before masking: the targets back at their positions
+        original[row, positions[row][chosen[row]]] = targets[row][chosen[row]]
+    expected, labels = original.copy(), np.zeros(masked.shape, np.float32)
+    for row in range(len(masked)):
+        expected[row, positions[row][chosen[row]]] = film
+        labels[row, positions[row][chosen[row] & (targets[row] != film)]] = 1.0
+    assert chosen.sum() > 8 and (targets[chosen] == film).any() and (targets[chosen] != film).any()
+    np.testing.assert_array_equal(corrupted, expected)
+    np.testing.assert_array_equal(replaced, labels)
+
+
+def test_electra_passes_the_shared_checks(tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(t + "\n" for t in verdicts(200, seed=1)))
+    entry = BertMaskedLanguageModel(BertMaskedLanguageModel.preset("tiny"), str(tmp_path / "assets"))
+    entry.config.objective = "electra"
+    source = sources.parse(str(texts))
+    entry.prepare(source)
+    helpers.check_config_round_trip(entry)
+    helpers.check_keras_round_trip(entry, source, tmp_path)
+    helpers.check_training_steps(entry, source, tmp_path)  # two replicas take the same step as one
+    trainer = Trainer(entry, TrainerConfig(steps=1, batch_size=8), str(tmp_path / "export"))
+    manifest = exporter.export(entry, trainer.model, str(tmp_path / "export"), formats=("saved_model", "keras"),
+                               source=source, num_checks=10)
+    assert {a["format"] for a in manifest["artifacts"]} == {"saved_model", "keras"}
+    assert all(a["parity"]["checked"] == 10 and a["parity"]["mismatches"] == 0 for a in manifest["artifacts"])
+    # The exported sentence encoder is the backbone that was pretrained, not the generator.
+    saved = next(a for a in manifest["artifacts"] if a["format"] == "saved_model")
+    served = tf.saved_model.load(saved["path"]).signatures["serving_default"](inputs=tf.constant(["the film"]))
+    assert served["pooled_output"].shape == (1, trainer.model.backbone.hidden_dim)
+
+
+def test_electra_pretraining_learns_to_detect_replacements_and_initializes_the_classifier(tmp_path):
+    texts, held_out = tmp_path / "texts.txt", tmp_path / "held_out.txt"
+    texts.write_text("".join(t + "\n" for t in verdicts(400, seed=1)))
+    held_out.write_text("".join(t + "\n" for t in verdicts(200, seed=2)))
+    mlm_dir = str(tmp_path / "electra")
+    commands.train("bert_mlm", mlm_dir, data=str(texts), preset="tiny", steps=1500, batch_size=16,
+                   overrides=["learning_rate=3e-3", "objective=electra"], evaluate=False)
+    metrics = commands.evaluate(mlm_dir, data=str(held_out))
+    # Knowing only how many word pieces are replaced gives the share's binary entropy; the
+    # backbone must tell replaced from original better (most replacements here are one noun for
+    # another, which no model can tell, so the margin is small).
+    share = metrics["replaced_share"]
+    entropy = -share * math.log(share) - (1 - share) * math.log(1 - share)
+    assert 0.03 < share < 0.15 and metrics["detection_loss"] < 0.9 * entropy, metrics
+    assert metrics["detection_accuracy"] >= 1.0 - share, metrics
+    _, trainer, _ = commands.restore(mlm_dir)
+    assert isinstance(trainer.model, ElectraPretrainer)
+    _check_classifier_starts_from(mlm_dir, trainer.model.backbone, tmp_path)  # the discriminator's
+    with pytest.raises(ConfigError, match="objective=bert"):
+        BertMaskedLanguageModel.config_class(objective="bert")
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from zoo.images.entry import FRECHET_SEED, latents
 from zoo.vae.entry import Vae, kl_weight
 from zoo.config import ConfigError
 from zoo.vae.config import VaeConfig
-from zoo.vae.model import ResidualBlock, VariationalAutoencoder
+from zoo.vae.model import AutoregressiveFlowStep, ResidualBlock, VariationalAutoencoder
 
 
 def _fix_posterior_and_decoder(model, mean, log_variance, logit=0.0):
@@ -153,6 +153,52 @@ def test_free_bits_floor_each_dimensions_kl_in_training_only():
         VaeConfig(pixel_context=4)
     with pytest.raises(ConfigError, match="free_bits"):
         VaeConfig(free_bits=-1.0)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_flow_step_is_autoregressive_and_its_log_determinant_is_the_jacobians(reverse):
+    step = AutoregressiveFlowStep(5, 16, 7, reverse=reverse)
+    step.build()
+    rng = np.random.RandomState(0)
+    for weight in step.weights:  # away from the near-identity start, so the check has teeth
+        weight.assign(rng.randn(*weight.shape).astype("float32") * 0.5)
+    z = tf.constant(rng.randn(3, 5).astype("float32"))
+    context = tf.constant(rng.randn(3, 7).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        out, log_det = step(z, context)
+    jacobian = tape.batch_jacobian(out, z).numpy()  # [batch, out, in]
+    np.testing.assert_allclose(log_det, np.linalg.slogdet(jacobian)[1], rtol=1e-4, atol=1e-5)
+    # Output i depends on input i (its gate) and on the inputs before it in the step's order.
+    order = np.arange(5)[::-1] if reverse else np.arange(5)
+    rank = np.argsort(order)
+    later = rank[None, :] > rank[:, None]  # [out, in]: the input comes after the output
+    assert np.all(np.abs(jacobian[:, later]) < 1e-7) and np.all(np.abs(jacobian[:, ~later]) > 0)
+
+
+def test_flow_posterior_kl_estimate_and_encode():
+    model = VariationalAutoencoder((28, 28, 1), latent_dim=3, filters=(4, 8), iaf_steps=2, iaf_hidden=8)
+    x = np.random.RandomState(0).uniform(0, 1, (1, 28, 28, 1)).astype("float32")
+    # The encoder gives mean 0.5, log-variance -1 and a zero context; with every gate shut
+    # (sigmoid = 1) the flow is the identity, so the one-sample KL estimates average to the
+    # Gaussian's exact KL over many draws of the noise.
+    kernel, _ = model.encoder.get_layer("posterior").get_weights()
+    moments = np.concatenate([np.full(3, 0.5), np.full(3, -1.0), np.zeros(8)])
+    model.encoder.get_layer("posterior").set_weights([np.zeros_like(kernel), moments])
+    for step in model.flow:
+        step.b_gate.assign(np.full(3, 30.0, "float32"))
+    noise = np.random.RandomState(1).randn(20000, 3).astype("float32")
+    _, kl = model.neg_elbo_terms(np.repeat(x, len(noise), 0), noise)
+    exact = 1.5 * (0.25 + math.exp(-1.0) - 1.0 + 1.0)
+    assert abs(float(np.mean(kl)) - exact) < 0.05
+    np.testing.assert_allclose(model.encode(x)[0], [[0.5] * 3], atol=1e-6)
+    # Open gates move the latent vector: encode gives where the mean flows to.
+    for step in model.flow:
+        step.b_gate.assign(np.zeros(3, "float32"))
+        step.b_shift.assign(np.full(3, 2.0, "float32"))
+    assert np.all(np.abs(np.asarray(model.encode(x)[0]) - 0.5) > 0.1)
+    with pytest.raises(ConfigError, match="free_bits"):
+        VaeConfig(iaf_steps=2, free_bits=0.5)
 
 
 def test_gaussian_likelihood_in_nats():

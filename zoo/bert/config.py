@@ -141,16 +141,42 @@ class BertMlmConfig(BertConfig):
             shuffled order) instead of one padded text each (RoBERTa's "full sentences"):
             short texts then cost no padding, and an epoch is one pass over the text.
             Validation keeps one text a row.
+        objective: "mlm" (BERT's: the backbone predicts the masked word pieces) or "electra"
+            (Clark et al., 2020: a small masked-LM generator fills the masked positions with
+            its samples and the backbone learns, at every position, whether the word piece
+            is the original or a replacement; the backbone then learns from every word
+            piece, not only the masked ones).
+        generator_size: with electra, the generator's width (heads, hidden and intermediate
+            sizes) as a share of the backbone's, with the same number of layers (the paper's
+            best: 1/4 to 1/2).
+        detection_weight: with electra, the weight of the replaced-token loss beside the
+            generator's masked-LM loss (the paper's 50).
     """
 
     mask_rate: float = 0.15
     max_predictions: int = 0
     pack: bool = True
+    objective: str = "mlm"
+    generator_size: float = 0.25
+    detection_weight: float = 50.0
 
     def __post_init__(self):
         super().__post_init__()
         if not 0.0 < self.mask_rate < 1.0:
             raise ConfigError(f"--config mask_rate={self.mask_rate}: expected a share between 0 and 1.")
+        if self.objective not in ("mlm", "electra"):
+            raise ConfigError(f"--config objective={self.objective}: expected mlm or electra.")
+        if not 0.0 < self.generator_size <= 1.0:
+            raise ConfigError(f"--config generator_size={self.generator_size}: expected a share in (0, 1].")
+        if self.detection_weight <= 0:
+            raise ConfigError(f"--config detection_weight={self.detection_weight}: expected a weight > 0.")
+
+    def generator_sizes(self):
+        """(num_heads, hidden_dim, intermediate_dim) of ELECTRA's generator: `generator_size` of
+        the backbone's, the heads keeping the backbone's width per head (at least one)."""
+        heads = max(1, round(self.num_heads * self.generator_size))
+        head_dim = self.hidden_dim // self.num_heads
+        return heads, heads * head_dim, max(1, round(self.intermediate_dim * self.generator_size))
 
 
 BertClassifierConfig.PRESETS = _presets(BertClassifierConfig)

@@ -21,6 +21,74 @@ MASK_TEXT = "[MASK]"
 FIRST_ORDINARY_TOKEN = 5  # random replacements skip the special tokens of a learned vocabulary
 
 
+def sample_by_inversion(logits, uniform):
+    """One draw per row of `logits` [..., V] from softmax(logits), as the first id whose
+    cumulative probability exceeds `uniform` [...] (numbers in [0, 1)); no gradient.
+
+    Example:
+        >>> import numpy as np
+        >>> logits = np.log([[0.2, 0.3, 0.5]] * 4).astype("float32")
+        >>> sample_by_inversion(logits, np.array([0.1, 0.25, 0.6, 0.999], "float32")).numpy().tolist()
+        [0, 1, 2, 2]
+    """
+    cdf = tf.math.cumsum(tf.nn.softmax(tf.stop_gradient(tf.cast(logits, tf.float32)), -1), axis=-1)
+    sampled = tf.reduce_sum(tf.cast(cdf <= tf.cast(uniform, tf.float32)[..., None], tf.int32), -1)
+    return tf.minimum(sampled, tf.shape(logits)[-1] - 1)  # rounding can leave the last sum under 1
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ElectraPretrainer(keras.Model):
+    """ELECTRA's pair (Clark et al., 2020): a small masked-LM `generator` (a keras-hub
+    `BertMaskedLM`) and the `backbone` being pretrained, with a replaced-token head on it.
+
+    Called, it is the generator (masked-LM logits at `mask_positions`), so evaluation and
+    `zoo predict` fill masks as `bert_mlm` does; `discriminate` gives the backbone's logit that
+    each word piece was replaced. `backbone` is what `bert_classifier --init_from` copies and
+    what the exported sentence encoder runs. The generator has its own embeddings (the paper
+    shares them through a projection; keras-hub's backbone has no such projection).
+    """
+
+    def __init__(self, generator, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.backbone = backbone
+        hidden = backbone.hidden_dim
+        self.detection_hidden = keras.layers.Dense(hidden, activation="gelu", name="detection_hidden",
+                                                   dtype=backbone.dtype_policy)
+        self.detection_logits = keras.layers.Dense(1, name="detection_logits", dtype=backbone.dtype_policy)
+        self.detection_hidden.build((None, None, hidden))
+        self.detection_logits.build((None, None, hidden))
+        self.built = True
+
+    def build(self, input_shape=None):
+        # Every weight is created in __init__.
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    def get_config(self):
+        generator = keras.saving.serialize_keras_object(self.generator)
+        # keras-hub compiles a task when it is built; that optimizer (whose name counts up on
+        # each load) is not the trainer's and not part of the model.
+        generator.pop("compile_config", None)
+        return {**super().get_config(), "generator": generator,
+                "backbone": keras.saving.serialize_keras_object(self.backbone)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        generator = keras.saving.deserialize_keras_object(config.pop("generator"))
+        backbone = keras.saving.deserialize_keras_object(config.pop("backbone"))
+        return cls(generator, backbone, **config)
+
+    def discriminate(self, inputs, training=False):
+        """The logit [B, L] (float32) that each word piece of `inputs` is a replacement."""
+        sequence = self.backbone(inputs, training=training)["sequence_output"]
+        logits = self.detection_logits(self.detection_hidden(sequence))
+        return keras.ops.cast(keras.ops.squeeze(logits, -1), "float32")
+
+
 @registry.register("bert_mlm")
 class BertMaskedLanguageModel(BertTextEntry):
     """BERT masked-language-model pretraining (keras-hub `BertBackbone` + `BertMaskedLM` head).
@@ -77,8 +145,11 @@ class BertMaskedLanguageModel(BertTextEntry):
         replacement = tf.where(weights > 0, replacement, targets)
         rows = tf.broadcast_to(tf.range(batch)[:, None], [batch, predictions])
         masked = tf.tensor_scatter_nd_update(token_ids, tf.stack([rows, positions], -1), replacement)
+        # One uniform number per predicted position: ELECTRA's generator samples its
+        # replacement by inverting its distribution's CDF there (replica- and resume-exact).
+        noise = tf.random.stateless_uniform([batch, predictions], seed + 3)
         return {**self.backbone_inputs(masked), "mask_positions": positions, "mask_ids": targets,
-                "mask_weights": weights}
+                "mask_weights": weights, "sample_noise": noise}
 
     def _packed_lengths(self, source, split):
         """Ids of a split and each text's word pieces after `[CLS]`, its `[SEP]` included."""
@@ -113,6 +184,11 @@ class BertMaskedLanguageModel(BertTextEntry):
 
     # Model.
     def build_model(self):
+        if self.config.objective == "electra":
+            generator = keras_hub.models.BertMaskedLM(
+                self.backbone(self.config.generator_sizes(), name="generator_backbone"), preprocessor=None,
+                name="generator")
+            return ElectraPretrainer(generator, self.backbone(), name="bert_electra")
         return keras_hub.models.BertMaskedLM(self.backbone(), preprocessor=None, name="bert_mlm")
 
     @staticmethod
@@ -120,11 +196,54 @@ class BertMaskedLanguageModel(BertTextEntry):
         return {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask", "mask_positions")}
 
     def loss(self, model, batch, training):
-        """Mean cross-entropy over each example's predicted positions."""
-        logits = keras.ops.cast(model(self._inputs(batch), training=training), "float32")
+        """Mean cross-entropy over each example's predicted positions; with electra, the
+        generator's plus `detection_weight` times the mean replaced-token cross-entropy over
+        each example's word pieces."""
+        if self.config.objective == "electra":
+            terms = self._electra_terms(model, batch, training)
+            return terms["masked_lm"] + self.config.detection_weight * terms["detection"]
+        return self._masked_lm_loss(model(self._inputs(batch), training=training), batch)
+
+    @staticmethod
+    def replace_masked(batch, sampled):
+        """(ids [B, L], replaced [B, L] 0/1): the original text with each position chosen for
+        prediction holding its `sampled` word piece [B, P], and where that differs from the
+        original (a sample equal to the original counts as original, as in the paper)."""
+        ids, targets = batch["token_ids"], batch["mask_ids"]
+        chosen = batch["mask_weights"] > 0
+        batch_size, predictions = tf.shape(ids)[0], tf.shape(targets)[1]
+        rows = tf.broadcast_to(tf.range(batch_size)[:, None], [batch_size, predictions])
+        where = tf.stack([rows, batch["mask_positions"]], -1)
+        # Positions not chosen for prediction get their original word piece back either way.
+        corrupted = tf.tensor_scatter_nd_update(ids, where, tf.where(chosen, sampled, targets))
+        replaced = tf.scatter_nd(where, tf.cast(chosen & (sampled != targets), tf.float32), tf.shape(ids))
+        return corrupted, replaced
+
+    @staticmethod
+    def _masked_lm_loss(logits, batch):
+        logits = keras.ops.cast(logits, "float32")
         ce = keras.losses.sparse_categorical_crossentropy(batch["mask_ids"], logits, from_logits=True)
         weights = batch["mask_weights"]
         return keras.ops.sum(ce * weights, -1) / keras.ops.maximum(keras.ops.sum(weights, -1), 1.0)
+
+    def _electra_terms(self, model, batch, training):
+        """ELECTRA's per-example losses, and its detection's correct and counted word pieces.
+
+        The generator's samples (no gradient flows through them) replace the masked positions
+        of the original text; the backbone then labels each word piece replaced or not. A
+        sample equal to the original counts as original, as in the paper.
+        """
+        logits = model(self._inputs(batch), training=training)
+        masked_lm = self._masked_lm_loss(logits, batch)
+        corrupted, replaced = self.replace_masked(batch, sample_by_inversion(logits, batch["sample_noise"]))
+        detection_logits = model.discriminate(self.backbone_inputs(corrupted), training=training)
+        tokens = tf.cast(self.ordinary_pieces(corrupted), tf.float32)
+        ce = tf.nn.sigmoid_cross_entropy_with_logits(replaced, detection_logits)
+        count = tf.reduce_sum(tokens, -1)
+        correct = tf.cast(tf.equal(tf.cast(detection_logits > 0, tf.float32), replaced), tf.float32) * tokens
+        return {"masked_lm": masked_lm, "detection": tf.reduce_sum(ce * tokens, -1) / tf.maximum(count, 1.0),
+                "detection_correct": tf.reduce_sum(correct, -1), "detection_count": count,
+                "replaced": tf.reduce_sum(replaced * tokens, -1)}
 
     # Results.
     def evaluate(self, model, source, split):
@@ -134,13 +253,32 @@ class BertMaskedLanguageModel(BertTextEntry):
         if limit:
             ds = ds.take(math.ceil(limit / 64))
         correct = total = 0.0
+        detection = np.zeros(4)  # correct, counted, replaced, summed cross-entropy
         for batch in ds:
             logits = self._logits_fn(model)(self._inputs(batch))
             predicted = tf.math.top_k(tf.cast(logits, tf.float32), 1).indices[..., 0]
             weights = batch["mask_weights"]
             correct += float(tf.reduce_sum(tf.cast(predicted == batch["mask_ids"], tf.float32) * weights))
             total += float(tf.reduce_sum(weights))
-        return {"masked_accuracy": correct / max(total, 1.0), "masked_tokens": total}
+            if self.config.objective == "electra":
+                terms = self._detection_fn(model)(batch)
+                detection += [float(tf.reduce_sum(t)) for t in (
+                    terms["detection_correct"], terms["detection_count"], terms["replaced"],
+                    terms["detection"] * terms["detection_count"])]
+        metrics = {"masked_accuracy": correct / max(total, 1.0), "masked_tokens": total}
+        if self.config.objective == "electra":
+            # The backbone's replaced/original calls on every word piece: always answering
+            # "original" scores 1 - replaced_share, and knowing only that share gives a
+            # cross-entropy of its binary entropy.
+            count = max(detection[1], 1.0)
+            metrics.update(detection_accuracy=detection[0] / count, detection_loss=detection[3] / count,
+                           replaced_share=detection[2] / count)
+        return metrics
+
+    @functools.lru_cache(maxsize=None)
+    def _detection_fn(self, model):
+        return tf.function(lambda batch: self._electra_terms(model, batch, training=False),
+                           reduce_retracing=True)
 
     def predict(self, model, inputs):
         """Fills each `[MASK]` of the inputs with the model's most likely word piece."""

@@ -170,13 +170,15 @@ class BertTextEntry(ZooEntry):
                 "padding_mask": tf.cast(token_ids != self.wordpiece.pad_id, tf.int32)}
 
     # Model.
-    def backbone(self):
+    def backbone(self, sizes=None, name="backbone"):
+        """The config's BERT backbone; `sizes`: other (num_heads, hidden_dim, intermediate_dim)."""
         c = self.config
+        num_heads, hidden_dim, intermediate_dim = sizes or (c.num_heads, c.hidden_dim, c.intermediate_dim)
         # A learned vocabulary may come out a little smaller than asked for.
         backbone = keras_hub.models.BertBackbone(
-            vocabulary_size=self.wordpiece.vocabulary_size, num_layers=c.num_layers, num_heads=c.num_heads,
-            hidden_dim=c.hidden_dim, intermediate_dim=c.intermediate_dim, dropout=c.dropout,
-            max_sequence_length=c.max_sequence_length, name="backbone")
+            vocabulary_size=self.wordpiece.vocabulary_size, num_layers=c.num_layers, num_heads=num_heads,
+            hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=c.dropout,
+            max_sequence_length=c.max_sequence_length, name=name)
         return precision.float32_islands(backbone)
 
     def initialize(self, model):

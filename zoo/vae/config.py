@@ -44,6 +44,10 @@ class VaeConfig(ImageDataConfig):
         free_bits: in the training loss, each latent dimension's KL counts as at least this
             many nats per image, so a decoder that could model the pixels alone (`pixel_context`)
             still uses the latent vector (0: off). Validation reports the true ELBO.
+        iaf_steps: steps of an inverse autoregressive flow (Kingma et al., 2016) that the
+            posterior's Gaussian samples go through, each a MADE network conditioned on the
+            encoder (0: the posterior is the diagonal Gaussian itself). Sampling is unchanged.
+        iaf_hidden: units of each flow step's network, and of the encoder's context vector.
     """
 
     latent_dim: int = 32
@@ -57,6 +61,8 @@ class VaeConfig(ImageDataConfig):
     full_size_blocks: bool = True
     pixel_context: int = 0
     free_bits: float = 0.0
+    iaf_steps: int = 0
+    iaf_hidden: int = 256
 
     def __post_init__(self):
         super().__post_init__()
@@ -65,6 +71,12 @@ class VaeConfig(ImageDataConfig):
             raise ConfigError(f"--config likelihood={self.likelihood}: expected 'bernoulli' or 'gaussian'.")
         if self.beta < 0 or self.kl_warmup_steps < 0 or self.free_bits < 0:
             raise ConfigError("--config beta, kl_warmup_steps and free_bits: expected values >= 0.")
+        if self.iaf_steps < 0 or self.iaf_hidden < 1:
+            raise ConfigError(f"--config iaf_steps={self.iaf_steps}, iaf_hidden={self.iaf_hidden}: "
+                              "expected a count >= 0 and a unit count >= 1.")
+        if self.iaf_steps and self.free_bits:
+            raise ConfigError("--config free_bits applies to the diagonal posterior's KL per dimension; with "
+                              "iaf_steps the KL is one number per image: set one of them to 0.")
         if self.res_blocks < 0:
             raise ConfigError(f"--config res_blocks={self.res_blocks}: expected a count >= 0.")
         if self.pixel_context and (self.pixel_context < 3 or self.pixel_context % 2 == 0):
@@ -83,7 +95,10 @@ def _small():
     # None at the image's size in the decoder: 95.26 nats (Fréchet 6.5) in 455 s against 95.41
     # (7.8) in 600 s with them. Not `pixel_context`: 73.5 nats after 10 minutes, but its
     # pixel-by-pixel samples drift as it trains (Fréchet 27 against 7). WORKSPACE_NOTES.md, session 15.
-    return VaeConfig(res_blocks=1, full_size_blocks=False)
+    # A two-step inverse autoregressive flow on the posterior: 93.0 nats (Fréchet 4.9) after
+    # 10 minutes with other work on the same core, against 95.3; about 15% more time per step;
+    # four steps or 512 units were worse per epoch and slower. WORKSPACE_NOTES.md, session 16.
+    return VaeConfig(res_blocks=1, full_size_blocks=False, iaf_steps=2)
 
 
 def _base():

@@ -61,6 +61,7 @@ class Vae(GenerativeImageEntry):
                                       dense_units=c.dense_units, kernel_size=c.kernel_size,
                                       likelihood=c.likelihood, res_blocks=c.res_blocks,
                                       pixel_context=c.pixel_context, full_size_blocks=c.full_size_blocks,
+                                      iaf_steps=c.iaf_steps, iaf_hidden=c.iaf_hidden,
                                       name="vae")
 
     def batch_noise(self, count, seed, step):

@@ -3,6 +3,7 @@
 With `pixel_context`, each pixel's likelihood also depends on the pixels before it in raster
 order (a PixelCNN-style masked convolution over the image, as in PixelVAE): the likelihood is
 still exact and evaluated in one pass, and generation fills the image one pixel at a time.
+With `iaf_steps`, the posterior is a Gaussian sent through an inverse autoregressive flow.
 """
 
 import math
@@ -102,9 +103,94 @@ class CausalConv2D(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
 
 
+def autoregressive_masks(dim, hidden):
+    """MADE's masks (Germain et al., 2015) for inputs and outputs in the order 0..dim-1: hidden
+    unit k has degree `k % (dim - 1) + 1`, sees inputs of lower index than its degree, and
+    feeds outputs of index at least its degree, so output i depends on inputs 0..i-1 only.
+
+    Returns the input->hidden [dim, hidden], hidden->hidden [hidden, hidden] and
+    hidden->output [hidden, dim] masks (float32 0/1).
+
+    Example:
+        >>> first, middle, last = autoregressive_masks(3, 4)
+        >>> ((first @ middle @ last) > 0).astype(int).tolist()  # output i sees inputs < i
+        [[0, 1, 1], [0, 0, 1], [0, 0, 0]]
+    """
+    degrees = np.arange(hidden) % max(dim - 1, 1) + 1
+    inputs, outputs = np.arange(dim), np.arange(dim)
+    first = (inputs[:, None] < degrees[None, :]).astype("float32")
+    middle = (degrees[:, None] <= degrees[None, :]).astype("float32")
+    last = (degrees[:, None] <= outputs[None, :]).astype("float32")
+    return first, middle, last
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class AutoregressiveFlowStep(keras.layers.Layer):
+    """One step of an inverse autoregressive flow (Kingma et al., 2016) on latent vectors.
+
+    A MADE network of `hidden` units (two masked ELU layers, the encoder's `context` added to
+    the first) gives, for each dimension i, a shift `m_i` and a gate `s_i` from dimensions
+    before it; the step returns `sigmoid(s) * z + (1 - sigmoid(s)) * m` and the log
+    determinant of its (triangular) Jacobian, `sum(log sigmoid(s))`. With `reverse` the step
+    works on the dimensions in reverse order, so stacked steps alternate. Always float32.
+
+    Example:
+        >>> import numpy as np
+        >>> step = AutoregressiveFlowStep(3, 8, 5)
+        >>> z, log_det = step(np.zeros((2, 3), "float32"), np.ones((2, 5), "float32"))
+        >>> tuple(z.shape), tuple(log_det.shape)
+        ((2, 3), (2,))
+    """
+
+    def __init__(self, latent_dim, hidden, context_dim, reverse=False, **kwargs):
+        super().__init__(dtype="float32", **{k: v for k, v in kwargs.items() if k != "dtype"})
+        self.latent_dim, self.hidden, self.context_dim = int(latent_dim), int(hidden), int(context_dim)
+        self.reverse = bool(reverse)
+        self.masks = autoregressive_masks(self.latent_dim, self.hidden)
+
+    def build(self, input_shape=None):
+        d, h = self.latent_dim, self.hidden
+        dense = dict(initializer="glorot_uniform", dtype="float32")
+        self.w_in = self.add_weight(shape=(d, h), name="w_in", **dense)
+        self.w_context = self.add_weight(shape=(self.context_dim, h), name="w_context", **dense)
+        self.b_in = self.add_weight(shape=(h,), initializer="zeros", name="b_in")
+        self.w_hidden = self.add_weight(shape=(h, h), name="w_hidden", **dense)
+        self.b_hidden = self.add_weight(shape=(h,), initializer="zeros", name="b_hidden")
+        self.w_shift = self.add_weight(shape=(h, d), name="w_shift", **dense)
+        self.b_shift = self.add_weight(shape=(d,), initializer="zeros", name="b_shift")
+        self.w_gate = self.add_weight(shape=(h, d), name="w_gate", **dense)
+        # Gates start near 0.88: each step starts close to the identity (the paper's advice).
+        self.b_gate = self.add_weight(shape=(d,), initializer=keras.initializers.Constant(2.0), name="b_gate")
+        self.built = True
+
+    def call(self, z, context):
+        z, context = ops.cast(z, "float32"), ops.cast(context, "float32")
+        if self.reverse:
+            z = ops.flip(z, axis=-1)
+        first, middle, last = (ops.convert_to_tensor(m) for m in self.masks)
+        a = ops.elu(ops.matmul(z, self.w_in * first) + ops.matmul(context, self.w_context) + self.b_in)
+        a = ops.elu(ops.matmul(a, self.w_hidden * middle) + self.b_hidden)
+        shift = ops.matmul(a, self.w_shift * last) + self.b_shift
+        gate_logits = ops.matmul(a, self.w_gate * last) + self.b_gate
+        gate = ops.sigmoid(gate_logits)
+        z = gate * z + (1.0 - gate) * shift
+        log_det = ops.sum(-ops.softplus(-gate_logits), axis=-1)  # log sigmoid, stable
+        if self.reverse:
+            z = ops.flip(z, axis=-1)
+        return z, log_det
+
+    def compute_output_spec(self, z, context):
+        return (keras.KerasTensor(z.shape, "float32"), keras.KerasTensor(z.shape[:1], "float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim, "hidden": self.hidden,
+                "context_dim": self.context_dim, "reverse": self.reverse}
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class VariationalAutoencoder(keras.Model):
-    """Encoder to a diagonal Gaussian posterior, reparameterized sampling, conv decoder.
+    """Encoder to a diagonal Gaussian posterior (optionally through a flow), reparameterized
+    sampling, conv decoder.
 
     The encoder is `len(filters)` stride-2 convolutions (ReLU), each followed by `res_blocks`
     residual blocks at its resolution, an optional dense layer, and a dense layer giving the
@@ -127,6 +213,11 @@ class VariationalAutoencoder(keras.Model):
             likelihood depend on the pixels before it (0: pixels independent given z). The
             decoder then ends in `filters[0]` feature channels, summed with the causal
             convolution's, and two per-pixel dense layers give the logits.
+        iaf_steps: `AutoregressiveFlowStep`s the posterior's Gaussian samples go through
+            (inverse autoregressive flow, Kingma et al. 2016), each conditioned on a context
+            vector the encoder also gives; 0: the posterior is the diagonal Gaussian. The prior
+            stays N(0, I), so sampling and the decoder are unchanged.
+        iaf_hidden: units of each flow step's MADE network, and the context vector's size.
 
     Example:
         >>> import numpy as np
@@ -137,7 +228,8 @@ class VariationalAutoencoder(keras.Model):
     """
 
     def __init__(self, image_shape, latent_dim=16, filters=(32, 64), dense_units=0, kernel_size=3,
-                 likelihood="bernoulli", res_blocks=0, pixel_context=0, full_size_blocks=True, **kwargs):
+                 likelihood="bernoulli", res_blocks=0, pixel_context=0, full_size_blocks=True, iaf_steps=0,
+                 iaf_hidden=256, **kwargs):
         super().__init__(**kwargs)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
@@ -150,6 +242,7 @@ class VariationalAutoencoder(keras.Model):
         self.res_blocks = int(res_blocks)
         self.pixel_context = int(pixel_context)
         self.full_size_blocks = bool(full_size_blocks)
+        self.iaf_steps, self.iaf_hidden = int(iaf_steps), int(iaf_hidden)
         height, width, channels = self.image_shape
         conv = dict(kernel_size=self.kernel_size, strides=2, padding="same", activation="relu")
 
@@ -160,8 +253,14 @@ class VariationalAutoencoder(keras.Model):
         encoder.append(keras.layers.Flatten())
         if self.dense_units:
             encoder.append(keras.layers.Dense(self.dense_units, activation="relu", name="dense"))
-        encoder.append(keras.layers.Dense(2 * self.latent_dim, name="posterior"))
+        # With a flow the encoder also gives the flow's context vector (`iaf_hidden` numbers).
+        context = self.iaf_hidden if self.iaf_steps else 0
+        encoder.append(keras.layers.Dense(2 * self.latent_dim + context, name="posterior"))
         self.encoder = keras.Sequential(encoder, name="encoder")
+        self.flow = [AutoregressiveFlowStep(self.latent_dim, self.iaf_hidden, context, reverse=i % 2 == 1,
+                                            name=f"iaf_{i}") for i in range(self.iaf_steps)]
+        for step in self.flow:
+            step.build()
 
         steps = len(self.filters)
         h0, w0 = upsampling_start(height, steps), upsampling_start(width, steps)
@@ -205,10 +304,29 @@ class VariationalAutoencoder(keras.Model):
         # Every weight is created in __init__.
         self.built = True
 
-    def encode(self, images, training=False):
-        """Posterior mean and log-variance `[N, latent_dim]` of images in [0, 1]."""
+    def _posterior(self, images, training=False):
+        # The Gaussian's mean and log-variance, and the flow's context ([N, 0] without a flow).
         moments = ops.cast(self.encoder(images, training=training), "float32")
-        return moments[:, :self.latent_dim], moments[:, self.latent_dim:]
+        d = self.latent_dim
+        return moments[:, :d], moments[:, d:2 * d], moments[:, 2 * d:]
+
+    def _flow(self, z, context):
+        # z through the IAF steps, with the sum of their log determinants.
+        log_det = ops.zeros(ops.shape(z)[:1], "float32")
+        for step in self.flow:
+            z, step_log_det = step(z, context)
+            log_det = log_det + step_log_det
+        return z, log_det
+
+    def encode(self, images, training=False):
+        """Posterior mean and log-variance `[N, latent_dim]` of images in [0, 1].
+
+        With `iaf_steps` the posterior is a Gaussian sent through the flow: the first is then
+        the point the Gaussian's mean flows to (the reconstructions' and the strips' latent
+        vector), the second the Gaussian's log-variance before the flow.
+        """
+        mean, log_variance, context = self._posterior(images, training)
+        return self._flow(mean, context)[0] if self.flow else mean, log_variance
 
     def sample_posterior(self, mean, log_variance, noise=None):
         """`mean + exp(log_variance / 2) * noise`; noise from the model's seeded generator if None."""
@@ -283,21 +401,30 @@ class VariationalAutoencoder(keras.Model):
         """(reconstruction -log p(x|z), KL(q(z|x) || N(0, I))) of each image, in nats.
 
         Their sum is the negative ELBO, a one-sample Monte Carlo estimate (`noise` [N, latent_dim]
-        standard normal; drawn by the model when None); the KL term is exact. With `free_bits`
+        standard normal; drawn by the model when None). The KL term is exact for the Gaussian
+        posterior; with `iaf_steps` it is the one-sample estimate `log q(z|x) - log p(z)` at the
+        same z (the flow's log determinant taken from the Gaussian's density). With `free_bits`
         (a training objective, not the ELBO) each latent dimension's KL counts as at least
         that many nats, so the first nats a dimension carries are free (Kingma et al., 2016).
         """
-        mean, log_variance = self.encode(images, training)
+        mean, log_variance, context = self._posterior(images, training)
+        if noise is None:
+            noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        noise = ops.cast(noise, "float32")
         z = self.sample_posterior(mean, log_variance, noise)
+        if self.flow:
+            z, log_det = self._flow(z, context)
+            log_q = ops.sum(-0.5 * (ops.square(noise) + log_variance), axis=-1) - log_det
+            kl = log_q + 0.5 * ops.sum(ops.square(z), axis=-1)  # the 2 pi terms cancel
+        else:
+            kl = 0.5 * (ops.square(mean) + ops.exp(log_variance) - 1.0 - log_variance)
+            kl = ops.sum(ops.maximum(kl, free_bits) if free_bits else kl, axis=-1)
         reconstruction = self.reconstruction_nll(images, self.decode_logits(z, images, training))
-        kl = 0.5 * (ops.square(mean) + ops.exp(log_variance) - 1.0 - log_variance)
-        if free_bits:
-            kl = ops.maximum(kl, free_bits)
-        return reconstruction, ops.sum(kl, axis=-1)
+        return reconstruction, kl
 
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
                 "filters": list(self.filters), "dense_units": self.dense_units,
                 "kernel_size": self.kernel_size, "res_blocks": self.res_blocks,
                 "pixel_context": self.pixel_context, "full_size_blocks": self.full_size_blocks,
-                "likelihood": self.likelihood}
+                "iaf_steps": self.iaf_steps, "iaf_hidden": self.iaf_hidden, "likelihood": self.likelihood}
