@@ -107,7 +107,7 @@ def _scratch_seed(train, dev, root, seed):
 
     seconds = FLAGS.minutes * 60
     workdir = os.path.join(root, "zoo-scratch")
-    zoo, zoo_seconds = _zoo_classifier(workdir, train, dev, seconds, extra=[f"seed={seed}"] if seed else [])
+    zoo, zoo_seconds = _zoo_classifier(workdir, train, dev, seconds, extra=[f"seed={seed}"])
     vocabulary = _vocabulary(workdir)
     result = {"zoo_dev_accuracy": zoo["accuracy"], "zoo_macro_f1": zoo["macro_f1"], "zoo_seconds": zoo_seconds,
               "zoo_steps": _steps(workdir), "vocabulary_size": len(vocabulary)}

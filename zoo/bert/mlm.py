@@ -16,6 +16,7 @@ from zoo import registry
 from zoo.bert.config import BertMlmConfig
 from zoo.bert.text_entry import BertTextEntry
 from zoo.entry import Servable, TrainingLength
+from zoo.text.losses import masked_mean
 
 MASK_TEXT = "[MASK]"
 FIRST_ORDINARY_TOKEN = 5  # random replacements skip the special tokens of a learned vocabulary
@@ -223,8 +224,7 @@ class BertMaskedLanguageModel(BertTextEntry):
     def _masked_lm_loss(logits, batch):
         logits = keras.ops.cast(logits, "float32")
         ce = keras.losses.sparse_categorical_crossentropy(batch["mask_ids"], logits, from_logits=True)
-        weights = batch["mask_weights"]
-        return keras.ops.sum(ce * weights, -1) / keras.ops.maximum(keras.ops.sum(weights, -1), 1.0)
+        return masked_mean(ce, batch["mask_weights"])
 
     def _electra_terms(self, model, batch, training):
         """ELECTRA's per-example losses, and its detection's correct and counted word pieces.
@@ -241,7 +241,7 @@ class BertMaskedLanguageModel(BertTextEntry):
         ce = tf.nn.sigmoid_cross_entropy_with_logits(replaced, detection_logits)
         count = tf.reduce_sum(tokens, -1)
         correct = tf.cast(tf.equal(tf.cast(detection_logits > 0, tf.float32), replaced), tf.float32) * tokens
-        return {"masked_lm": masked_lm, "detection": tf.reduce_sum(ce * tokens, -1) / tf.maximum(count, 1.0),
+        return {"masked_lm": masked_lm, "detection": masked_mean(ce, tokens), "logits": logits,
                 "detection_correct": tf.reduce_sum(correct, -1), "detection_count": count,
                 "replaced": tf.reduce_sum(replaced * tokens, -1)}
 
@@ -255,16 +255,19 @@ class BertMaskedLanguageModel(BertTextEntry):
         correct = total = 0.0
         detection = np.zeros(4)  # correct, counted, replaced, summed cross-entropy
         for batch in ds:
-            logits = self._logits_fn(model)(self._inputs(batch))
+            if self.config.objective == "electra":
+                # One pass gives the generator's logits and the backbone's calls on its samples.
+                terms = self._detection_fn(model)(batch)
+                logits = terms["logits"]
+                detection += [float(tf.reduce_sum(t)) for t in (
+                    terms["detection_correct"], terms["detection_count"], terms["replaced"],
+                    terms["detection"] * terms["detection_count"])]
+            else:
+                logits = self._logits_fn(model)(self._inputs(batch))
             predicted = tf.math.top_k(tf.cast(logits, tf.float32), 1).indices[..., 0]
             weights = batch["mask_weights"]
             correct += float(tf.reduce_sum(tf.cast(predicted == batch["mask_ids"], tf.float32) * weights))
             total += float(tf.reduce_sum(weights))
-            if self.config.objective == "electra":
-                terms = self._detection_fn(model)(batch)
-                detection += [float(tf.reduce_sum(t)) for t in (
-                    terms["detection_correct"], terms["detection_count"], terms["replaced"],
-                    terms["detection"] * terms["detection_count"])]
         metrics = {"masked_accuracy": correct / max(total, 1.0), "masked_tokens": total}
         if self.config.objective == "electra":
             # The backbone's replaced/original calls on every word piece: always answering

@@ -95,9 +95,9 @@ def _small():
     # None at the image's size in the decoder: 95.26 nats (Fréchet 6.5) in 455 s against 95.41
     # (7.8) in 600 s with them. Not `pixel_context`: 73.5 nats after 10 minutes, but its
     # pixel-by-pixel samples drift as it trains (Fréchet 27 against 7). WORKSPACE_NOTES.md, session 15.
-    # A two-step inverse autoregressive flow on the posterior: 93.0 nats (Fréchet 4.9) after
-    # 10 minutes with other work on the same core, against 95.3; about 15% more time per step;
-    # four steps or 512 units were worse per epoch and slower. WORKSPACE_NOTES.md, session 16.
+    # A two-step inverse autoregressive flow on the posterior: 91.94 nats (Fréchet 4.4) after
+    # 10 minutes on one core (92.39 at seed 1), against 95.26; about 15% more time per step;
+    # four steps, 512 or 128 units were worse. WORKSPACE_NOTES.md, session 16.
     return VaeConfig(res_blocks=1, full_size_blocks=False, iaf_steps=2)
 
 

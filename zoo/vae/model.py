@@ -328,10 +328,9 @@ class VariationalAutoencoder(keras.Model):
         mean, log_variance, context = self._posterior(images, training)
         return self._flow(mean, context)[0] if self.flow else mean, log_variance
 
-    def sample_posterior(self, mean, log_variance, noise=None):
-        """`mean + exp(log_variance / 2) * noise`; noise from the model's seeded generator if None."""
-        if noise is None:
-            noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+    @staticmethod
+    def sample_posterior(mean, log_variance, noise):
+        """`mean + exp(log_variance / 2) * noise` (`noise` standard normal, like `mean`)."""
         return mean + ops.exp(0.5 * log_variance) * ops.cast(noise, mean.dtype)
 
     def decode_logits(self, z, images=None, training=False):
