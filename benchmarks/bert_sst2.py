@@ -5,8 +5,9 @@
 
 Reads `../shared/data/classification/sst2_train.tsv` (training) and `sst2_dev.tsv` (accuracy);
 skips with a message when they are absent. Preset `small` (4 layers, 256 hidden, 4 heads,
-intermediate 1024, sequence 64) for every model; every peer gets the zoo's vocabulary (learned
-from the training text, 8,000 WordPiece tokens), so the vocabulary size is the same.
+intermediate 1024, sequence 64) for every model; every peer trains the zoo's architecture (also
+when `--zoo_config` changes its sizes) and gets the zoo's vocabulary (learned from the training
+text, 8,000 WordPiece tokens), so the vocabulary size is the same.
 
 - `scratch`: each trained from scratch for the same wall time; dev accuracy side by side, per
   seed (`--seeds`) and their means.
@@ -110,19 +111,29 @@ def _scratch_seed(train, dev, root, seed):
     zoo, zoo_seconds = _zoo_classifier(workdir, train, dev, seconds, extra=[f"seed={seed}"])
     vocabulary = _vocabulary(workdir)
     result = {"zoo_dev_accuracy": zoo["accuracy"], "zoo_macro_f1": zoo["macro_f1"], "zoo_seconds": zoo_seconds,
-              "zoo_steps": _steps(workdir), "vocabulary_size": len(vocabulary)}
+              "zoo_steps": _steps(workdir), "vocabulary_size": len(vocabulary),
+              "architecture": _architecture(workdir)}
     print(f"[bert_sst2] scratch, seed {seed}, zoo: " + json.dumps(result), flush=True)
     if not FLAGS.peers:
         return result
     train_texts, train_labels = _read(train)
     dev_texts, dev_labels = _read(dev)
     peers = {lr: bert_peers.keras_hub_fit(train_texts, train_labels, dev_texts, dev_labels, vocabulary,
-                                          max_seconds=seconds, learning_rate=float(lr), seed=seed)
+                                          max_seconds=seconds, learning_rate=float(lr), seed=seed,
+                                          **result["architecture"])
              for lr in FLAGS.peer_learning_rates}
     return {**result,
             **{f"peer_lr{lr}_dev_accuracy": p["dev_accuracy"] for lr, p in peers.items()},
             **{f"peer_lr{lr}_steps": p["steps"] for lr, p in peers.items()},
             "peer_best_dev_accuracy": max(p["dev_accuracy"] for p in peers.values())}
+
+
+def _architecture(workdir):
+    """The backbone sizes of the zoo model in `workdir` (preset small, or what `--zoo_config` set):
+    every peer trains the same architecture."""
+    with open(os.path.join(workdir, "zoo.json"), encoding="utf-8") as f:
+        config = json.load(f)["model_config"]
+    return {k: config[k] for k in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim")}
 
 
 def _steps(workdir):
@@ -151,7 +162,7 @@ def mlm(train, dev, root):
     train_texts, train_labels = _read(train)
     dev_texts, dev_labels = _read(dev)
     backbone, stats = bert_peers.keras_hub_mlm_pretrain(train_texts, vocabulary, max_seconds=mlm_seconds,
-                                                        return_stats=True)
+                                                        return_stats=True, **_architecture(mlm_dir))
     # One pretrained backbone, so one fine-tuning run: at the better of the peer's rates from scratch.
     peer = bert_peers.keras_hub_fit(train_texts, train_labels, dev_texts, dev_labels, vocabulary,
                                     max_seconds=seconds, backbone=backbone,
