@@ -131,9 +131,10 @@ def _scratch_seed(train, dev, root, seed):
 def _architecture(workdir):
     """The backbone sizes of the zoo model in `workdir` (preset small, or what `--zoo_config` set):
     every peer trains the same architecture."""
-    with open(os.path.join(workdir, "zoo.json"), encoding="utf-8") as f:
-        config = json.load(f)["model_config"]
-    return {k: config[k] for k in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim")}
+    from zoo import workdir as workdirs
+
+    model_config = workdirs.read(workdir)[2]
+    return {k: getattr(model_config, k) for k in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim")}
 
 
 def _steps(workdir):
