@@ -36,21 +36,22 @@ from absl import app, flags  # noqa: E402
 from benchmarks.developer_data import train_rate  # noqa: E402
 
 FLAGS = flags.FLAGS
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "classification")
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                    "classification")
 flags.DEFINE_string("data_dir", DATA, "Folder with sst2_train.tsv and sst2_dev.tsv.")
 flags.DEFINE_float("minutes", 4.0, "Training wall time of each classifier.")
 flags.DEFINE_float("mlm_minutes", 4.0, "Pretraining wall time of each masked LM.")
 flags.DEFINE_integer("throughput_steps", 60, "Timed steps of each trainer after warm-up (a multiple of 10).")
 flags.DEFINE_integer("throughput_rounds", 3, "Interleaved rounds of the throughput comparison (medians).")
 flags.DEFINE_list("peer_learning_rates", ["5e-5", "5e-4"],
-                  "keras-hub peer learning rates tried (5e-5: its recipe, a fine-tuning rate; 5e-4: the zoo's, "
-                  "better from scratch); the best dev accuracy is the peer's figure.")
+                  "keras-hub peer learning rates tried (5e-5: its recipe, a fine-tuning rate; 5e-4: "
+                  "the zoo's, better from scratch); the best dev accuracy is the peer's figure.")
 flags.DEFINE_string("peer_finetune_learning_rate", "5e-4", "keras-hub peer's fine-tuning rate after MLM.")
 flags.DEFINE_list("parts", ["scratch", "mlm", "throughput"], "Which comparisons to run.")
 flags.DEFINE_list("zoo_config", [], "--config overrides of the zoo classifier (default: none, the entry's "
                   "defaults, as `zoo train` runs them; the time budget is --config max_seconds).")
-flags.DEFINE_bool("peers", True, "Also train the keras-hub peers (--nopeers: only the zoo's figures, e.g. the "
-                  "MLM-then-fine-tune figure against the zoo's own from-scratch one).")
+flags.DEFINE_bool("peers", True, "Also train the keras-hub peers (--nopeers: only the zoo's figures, e.g. "
+                  "the MLM-then-fine-tune figure against the zoo's own from-scratch one).")
 flags.DEFINE_list("zoo_mlm_config", [], "--config overrides of the zoo masked LM (default: none).")
 flags.DEFINE_list("seeds", ["0"], "scratch: one zoo run and one peer run per seed (the zoo's `seed`, the "
                   "peer's `keras.utils.set_random_seed`); with several, the means are printed too. One pass "
@@ -75,8 +76,8 @@ def _zoo_classifier(workdir, train, dev, seconds, steps=None, extra=()):
     """The README's command: the entry's defaults (length, batch, optimizer), a time budget."""
     from zoo import commands
 
-    overrides = [f"validation_data={dev}", f"max_seconds={seconds}", "log_every=100", "checkpoint_every=100000",
-                 *FLAGS.zoo_config, *extra]
+    overrides = [f"validation_data={dev}", f"max_seconds={seconds}", "log_every=100",
+                 "checkpoint_every=100000", *FLAGS.zoo_config, *extra]
     start = time.perf_counter()
     commands.train("bert_classifier", workdir, data=train, preset="small", steps=steps, overrides=overrides,
                    evaluate=steps is None)
@@ -110,9 +111,9 @@ def _scratch_seed(train, dev, root, seed):
     workdir = os.path.join(root, "zoo-scratch")
     zoo, zoo_seconds = _zoo_classifier(workdir, train, dev, seconds, extra=[f"seed={seed}"])
     vocabulary = _vocabulary(workdir)
-    result = {"zoo_dev_accuracy": zoo["accuracy"], "zoo_macro_f1": zoo["macro_f1"], "zoo_seconds": zoo_seconds,
-              "zoo_steps": _steps(workdir), "vocabulary_size": len(vocabulary),
-              "architecture": _architecture(workdir)}
+    result = {"zoo_dev_accuracy": zoo["accuracy"], "zoo_macro_f1": zoo["macro_f1"],
+              "zoo_seconds": zoo_seconds, "zoo_steps": _steps(workdir), "vocabulary_size": len(vocabulary),
+              "architecture": _architecture(workdir), "zoo_ensemble_size": _ensemble_size(workdir)}
     print(f"[bert_sst2] scratch, seed {seed}, zoo: " + json.dumps(result), flush=True)
     if not FLAGS.peers:
         return result
@@ -134,7 +135,15 @@ def _architecture(workdir):
     from zoo import workdir as workdirs
 
     model_config = workdirs.read(workdir)[2]
-    return {k: getattr(model_config, k) for k in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim")}
+    return {k: getattr(model_config, k)
+            for k in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim")}
+
+
+def _ensemble_size(workdir):
+    """How many classifiers the zoo trained side by side (the peer trains one of that architecture)."""
+    from zoo import workdir as workdirs
+
+    return workdirs.read(workdir)[2].ensemble_size
 
 
 def _steps(workdir):
@@ -168,12 +177,14 @@ def mlm(train, dev, root):
     peer = bert_peers.keras_hub_fit(train_texts, train_labels, dev_texts, dev_labels, vocabulary,
                                     max_seconds=seconds, backbone=backbone,
                                     learning_rate=float(FLAGS.peer_finetune_learning_rate))
-    return {**result, "peer_mlm_accuracy": stats.get("mlm_accuracy"), "peer_dev_accuracy": peer["dev_accuracy"]}
+    return {**result, "peer_mlm_accuracy": stats.get("mlm_accuracy"),
+            "peer_dev_accuracy": peer["dev_accuracy"]}
 
 
 def _fresh_copy(workdir, target):
     """A workdir with the same config and vocabulary but no training yet (skips re-learning)."""
-    shutil.copytree(workdir, target, ignore=shutil.ignore_patterns("checkpoints", "logs", "metrics.jsonl", "*.png"))
+    shutil.copytree(workdir, target,
+                    ignore=shutil.ignore_patterns("checkpoints", "logs", "metrics.jsonl", "*.png"))
     return target
 
 
@@ -197,7 +208,8 @@ def throughput(train, dev, root):
         vocabulary = _vocabulary(first)
         if round_ == 0:  # XLA once, for the record (slower on this CPU)
             xla = _fresh_copy(first, os.path.join(root, "zoo-speed-xla"))
-            _zoo_classifier(xla, train, dev, 10**6, steps=20 + steps, extra=["log_every=10", "jit_compile=true"])
+            _zoo_classifier(xla, train, dev, 10**6, steps=20 + steps,
+                            extra=["log_every=10", "jit_compile=true"])
             runs["zoo_xla"].append(train_rate(xla))
         runs["keras_hub_fit"].append(bert_peers.keras_hub_fit(
             train_texts[:n], train_labels[:n], dev_texts[:64], dev_labels[:64], vocabulary, epochs=1,
@@ -209,8 +221,8 @@ def throughput(train, dev, root):
             versions = hf.get("versions")
         except ImportError as e:
             versions = f"skipped ({e}); pip install -r benchmarks/requirements-peers.txt"
-        print(f"[bert_sst2] throughput round {round_}: " + json.dumps({k: v[-1] for k, v in runs.items() if v}),
-              flush=True)
+        latest = {k: v[-1] for k, v in runs.items() if v}
+        print(f"[bert_sst2] throughput round {round_}: " + json.dumps(latest), flush=True)
     medians = {k: float(np.median(v)) for k, v in runs.items() if v}
     result = {f"{k}_examples_per_sec_median": v for k, v in medians.items()}
     result["runs"] = runs

@@ -15,7 +15,7 @@ from tests import helpers
 from tests.helpers import zoo_cli
 from trainers import Trainer, TrainerConfig
 from zoo import commands, sources
-from zoo.bert.classifier import BertClassifier
+from zoo.bert.classifier import BertClassifier, EnsembleClassifier
 from zoo.bert.mlm import BertMaskedLanguageModel, ElectraPretrainer
 from zoo.config import ConfigError
 from zoo.sources import DataError
@@ -255,12 +255,19 @@ def test_token_dropout_masks_ordinary_pieces_from_stateless_seeds(tmp_path):
     assert not (validation["token_ids"].numpy() == w.mask_id).any()  # held-out texts untouched
 
 
-def test_r_drop_loss_is_the_two_passes_mean_cross_entropy_plus_their_symmetric_kl(tmp_path):
+def tiny_classifier(tmp_path, **settings):
+    """A prepared tiny classifier (the preset with `settings`) on 60 reviews, and its data."""
     config = BertClassifier.preset("tiny")
-    config.rdrop = 2.0
+    for key, value in settings.items():
+        setattr(config, key, value)
     entry = BertClassifier(config, str(tmp_path / "w"))
     source = sources.parse(write_csv(tmp_path / "reviews.csv", reviews(60)))
     entry.prepare(source)
+    return entry, source
+
+
+def test_r_drop_loss_is_the_two_passes_mean_cross_entropy_plus_their_symmetric_kl(tmp_path):
+    entry, source = tiny_classifier(tmp_path, rdrop=2.0)
     batch = helpers.first_batch(entry, source, batch_size=3)
     first, second = np.log([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]]), np.zeros((3, 3))
     calls = []
@@ -285,6 +292,70 @@ def test_r_drop_loss_is_the_two_passes_mean_cross_entropy_plus_their_symmetric_k
     assert BertClassifier.preset("small").rdrop == 0.0  # off: no gain at two seeds (WORKSPACE_NOTES.md)
     with pytest.raises(ConfigError, match="rdrop=-1"):
         BertClassifier.config_class(rdrop=-1.0)
+
+
+def test_an_ensemble_serves_its_members_mean_probability_and_trains_each_on_its_own_batches(tmp_path):
+    entry, source = tiny_classifier(tmp_path, ensemble_size=3)
+    model = entry.build_model()
+    assert isinstance(model, EnsembleClassifier) and len(model.members) == 3
+
+    def member_logits(batch):
+        inputs = {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+        return [np.asarray(member(inputs), "float64") for member in model.members]
+
+    def cross_entropy(logits, labels):
+        return -np.log(keras_softmax(logits)[np.arange(len(labels)), labels])
+
+    # Served (and held out): the mean of the members' probabilities, one batch for all.
+    batch = next(iter(entry.dataset(source, "validation", 5, training=False)))
+    logits = member_logits(batch)
+    assert not np.allclose(logits[0], logits[1])  # members start from their own weights
+    p = np.mean([keras_softmax(t) for t in logits], axis=0)
+    np.testing.assert_allclose(entry._probabilities(model, batch["token_ids"]), p, rtol=1e-5, atol=1e-6)
+    texts = [e.text for e in entry.examples(source, "validation")[:5]]
+    np.testing.assert_allclose(entry.probabilities(model, texts), p, atol=1e-4)  # the serving path: padded to 32
+    labels = batch["labels"].numpy()
+    loss, served, _ = entry.loss_and_logits(model, batch, training=False)
+    np.testing.assert_allclose(loss, -np.log(p[np.arange(5), labels]), rtol=1e-5)
+    np.testing.assert_allclose(keras_softmax(served), p, rtol=1e-5, atol=1e-6)
+    # Training: each member on its own batch, drawn in its own order; the loss sums theirs.
+    batch = helpers.first_batch(entry, source, batch_size=5)
+    batches = [batch, *batch["members"]]
+    assert len(batches) == 3
+    assert not np.array_equal(batches[0]["token_ids"], batches[1]["token_ids"])
+    want = sum(cross_entropy(member_logits(b)[i], b["labels"].numpy()) for i, b in enumerate(batches))
+    loss, _, _ = entry.loss_and_logits(model, batch, training=True)
+    np.testing.assert_allclose(loss, want, rtol=1e-5)
+    # Each member's gradient is clipped on its own: the groups split the trainable weights.
+    groups = entry.phases(model)[0].clip_groups(model)
+    ids = [{id(v) for v in group} for group in groups]
+    assert len(groups) == 3 and not ids[0] & ids[1]
+    assert set().union(*ids) == {id(v) for v in model.trainable_variables}
+    helpers.check_keras_round_trip(entry, source, tmp_path)
+    helpers.check_training_steps(entry, source, tmp_path)  # one device and Mirrored agree
+
+    def train(workdir, steps):  # clipped (clipnorm 1.0), member by member
+        config = TrainerConfig(steps=steps, batch_size=8, log_every=1, checkpoint_every=2, mixed_precision="float32")
+        trainer = Trainer(entry, config, str(workdir), source=source)
+        trainer.train(source, evaluate=False)
+        return trainer
+
+    # A resumed run draws every member's batches where an uninterrupted one does.
+    straight = train(tmp_path / "straight", 4)
+    train(tmp_path / "resumed", 2)
+    resumed = train(tmp_path / "resumed", 4)
+    for a, b in zip(straight.model.weights, resumed.model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    with pytest.raises(ConfigError, match="ensemble_size=0: expected 1 or more"):
+        BertClassifier.config_class(ensemble_size=0)
+    with pytest.raises(ConfigError, match="the student is an ensemble of 3.*ensemble_size=1"):
+        entry.check_teacher_data(source, "runs/teacher")
+
+
+def keras_softmax(logits):
+    logits = np.asarray(logits, "float64")
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 def test_pooling_setting_is_checked():
@@ -352,6 +423,12 @@ def test_preset_directory_gives_config_vocabulary_and_weights(tmp_path):
     entry.initialize(model)
     for want, got in zip(backbone.get_weights(), model.backbone.get_weights()):
         np.testing.assert_array_equal(want, got)
+    config.ensemble_size = 2  # every member starts from the preset
+    ensemble = entry.build_model()
+    entry.initialize(ensemble)
+    for member in ensemble.members:
+        for want, got in zip(backbone.get_weights(), member.backbone.get_weights()):
+            np.testing.assert_array_equal(want, got)
     with pytest.raises(ConfigError, match=r"--preset=.*: no config.json"):
         BertClassifier.preset(str(tmp_path))
 

@@ -12,7 +12,7 @@ from trainers.schedules import WarmupDecay
 from trainers.strategy import StrategyError, make_strategy
 from zoo import registry, sources
 from zoo.config import ConfigError
-from zoo.entry import TrainingLength
+from zoo.entry import Phase, TrainingLength
 
 TOY = sources.parse("builtin:toy")
 
@@ -97,6 +97,20 @@ def test_adamw_with_warmup_and_decay(toy, tmp_path):
     assert rates[-1] == pytest.approx(0.0, abs=1e-6)
     assert all(a > b for a, b in zip(rates[1:], rates[2:])), rates  # decays after the warmup
     assert type(trainer.optimizers[0]).__name__ == "AdamW"
+
+
+def test_gradients_are_clipped_as_one_or_in_the_phases_groups_each_on_its_own():
+    a, b, c = (tf.Variable([0.0]) for _ in range(3))
+    grads = [tf.constant([3.0]), tf.constant([4.0]), tf.constant([0.5])]
+    trainer = Trainer.__new__(Trainer)  # _clip reads only the config and the model
+    trainer.config, trainer.model = TrainerConfig(clipnorm=1.0), None
+    whole = trainer._clip(grads, [a, b, c], Phase("main", None, None), None)
+    np.testing.assert_allclose([g.numpy()[0] for g in whole], np.array([3.0, 4.0, 0.5]) / np.sqrt(25.25),
+                               rtol=1e-6)
+    # Groups (an ensemble's members): the first (norm 5) is cut to norm 1, the second (0.5) is left alone.
+    phase = Phase("main", None, None, clip_groups=lambda m: [[a, b], [c]])
+    grouped = trainer._clip(grads, [a, b, c], phase, None)
+    np.testing.assert_allclose([g.numpy()[0] for g in grouped], [0.6, 0.8, 0.5], rtol=1e-6)
 
 
 def test_schedules():

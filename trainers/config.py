@@ -21,7 +21,8 @@ class TrainerConfig:
             steps (of the steps that fit `max_seconds`, with a time budget).
         weight_decay: AdamW decoupled weight decay.
         beta_1: Adam/AdamW first-moment decay (0.9; DCGAN's recipe uses 0.5).
-        clipnorm: clip the global gradient to this norm (0: no clipping).
+        clipnorm: clip the global gradient to this norm (0: no clipping); an entry may have
+            groups of variables clipped each on its own (`Phase.clip_groups`: an ensemble's members).
         mixed_precision: "auto" (the default): bfloat16 compute with float32 variables where the
             hardware has bfloat16 units (a TPU, GPUs of capability 8.0+, CPUs with AVX512_BF16
             or AMX), float32 elsewhere (`trainers/precision.py`); "float32" (or ""),

@@ -16,7 +16,6 @@ branch is skipped and the KL divergence is taken of the scaled logits themselves
 `loss=keras.losses.KLDivergence()`.)
 """
 
-import math
 import os
 
 import tensorflow as tf
@@ -25,6 +24,7 @@ from keras import ops
 from zoo import fileio
 from zoo import workdir as workdirs
 from zoo.config import ConfigError
+from zoo.ensemble import ensemble_logits
 
 
 def kl_per_example(teacher_logits, student_logits, temperature, mask=None):
@@ -53,24 +53,6 @@ def kl_per_example(teacher_logits, student_logits, temperature, mask=None):
 def teacher_paths(value):
     """The teacher workdirs of `--teacher=A[,B...]` (several: an ensemble)."""
     return [path.strip() for path in value.split(",") if path.strip()]
-
-
-def ensemble_logits(logits, temperature):
-    """Logits whose distribution at `temperature` is the mean of the teachers' distributions at it.
-
-    An ensemble teaches through the average of its members' softened predictions (Hinton et al.
-    2015, section 3); returning it as logits keeps `kl_per_example` the one formula.
-
-    Example:
-        >>> import numpy as np
-        >>> both = ensemble_logits([np.log([[0.9, 0.1]]), np.log([[0.5, 0.5]])], 1.0)
-        >>> np.round(np.exp(np.asarray(both)), 3)
-        array([[0.7, 0.3]], dtype=float32)
-    """
-    if len(logits) == 1:
-        return logits[0]
-    log_p = ops.stack([ops.log_softmax(ops.cast(t, "float32") / temperature, axis=-1) for t in logits])
-    return temperature * (ops.logsumexp(log_p, axis=0) - math.log(len(logits)))
 
 
 def check_settings(config):

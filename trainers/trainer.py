@@ -289,19 +289,29 @@ class Trainer:
                 else:
                     grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
             if self.config.clipnorm:
-                # In true (unscaled) units; a non-finite norm keeps the gradients non-finite,
-                # so the loss-scale optimizer still skips that step.
-                norm = tf.linalg.global_norm(grads)
-                if scaled:
-                    norm = norm / tf.cast(optimizer.dynamic_scale, norm.dtype)
-                factor = self.config.clipnorm / tf.maximum(norm, self.config.clipnorm)
-                grads = [g * tf.cast(factor, g.dtype) for g in grads]
+                grads = self._clip(grads, variables, phase, optimizer if scaled else None)
             if replicas > 1:
                 # The Keras optimizer sums gradients over replicas again: hand it each one's share.
                 grads = [g / replicas for g in grads]
             optimizer.apply_gradients(zip(grads, variables))
             losses.append(loss)
         return tf.stack(losses), stop
+
+    def _clip(self, grads, variables, phase, scaled_optimizer):
+        """`grads` with the global norm of each clip group (the phase's `clip_groups`, or all of
+        them as one) cut to `clipnorm`, measured in true (unscaled) units; a non-finite norm keeps
+        its gradients non-finite, so the loss-scale optimizer still skips that step."""
+        group_of = [0] * len(grads)
+        if phase.clip_groups is not None:
+            index = {id(v): i for i, group in enumerate(phase.clip_groups(self.model)) for v in group}
+            group_of = [index[id(v)] for v in variables]
+        factors = {}
+        for group in sorted(set(group_of)):
+            norm = tf.linalg.global_norm([g for g, k in zip(grads, group_of) if k == group])
+            if scaled_optimizer is not None:
+                norm = norm / tf.cast(scaled_optimizer.dynamic_scale, norm.dtype)
+            factors[group] = self.config.clipnorm / tf.maximum(norm, self.config.clipnorm)
+        return [g * tf.cast(factors[k], g.dtype) for g, k in zip(grads, group_of)]
 
     def _make_train_function(self):
         replica_step = self._replica_step

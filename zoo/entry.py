@@ -24,11 +24,15 @@ class Phase:
             `per_example_loss` has shape `[batch]` and `metrics` maps names to scalars.
             The trainer scales by the global batch size, so replicas need not know it.
         variables: `variables(model) -> list` of the variables this phase updates.
+        clip_groups: `clip_groups(model) -> list of lists` of variables whose gradients are
+            clipped to `clipnorm` each on its own (an ensemble's members, which must not slow
+            each other's steps); None: the phase's gradient is clipped as one.
     """
 
     name: str
     loss: Callable
     variables: Callable
+    clip_groups: Callable = None
 
 
 @dataclasses.dataclass

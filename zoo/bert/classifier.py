@@ -14,10 +14,12 @@ from zoo.bert import metrics as classification
 from zoo.bert.config import ARCHITECTURE, BertClassifierConfig
 from zoo.bert.text_entry import BertTextEntry
 from zoo.config import ConfigError, copy_backbone
-from zoo.entry import Servable, TrainingLength
+from zoo.ensemble import ensemble_logits
+from zoo.entry import Phase, Servable, TrainingLength
 from zoo.text.losses import symmetric_kl, token_cross_entropy
 
 LABELS = "labels.txt"
+MEMBER_SEED_STRIDE = 1_000_003  # member i of an ensemble shuffles with seed + i x this
 CLASS_WEIGHTS = "class_weights.json"
 # keras-hub's attention replaces masked scores with -1e9 (`where(mask, scores, -1e9)`): int8
 # cannot hold that range beside the real scores (a full-integer classifier lost 62 accuracy
@@ -59,6 +61,43 @@ class MeanPooledClassifier(keras.Model):
     def build(self, input_shape=None):
         # Functional: built by __init__.
         self.built = True
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class EnsembleClassifier(keras.Model):
+    """Classifiers over the same inputs, trained side by side, predicting the mean of their
+    class probabilities (a deep ensemble, Lakshminarayanan et al. 2017).
+
+    Called, it returns logits whose softmax is that mean (`ensemble_logits`), so whatever reads
+    a classifier's logits (serving, distillation, evaluation) reads the ensemble's. `members`
+    are the classifiers; training gives each its own loss (`BertClassifier.loss_and_logits`).
+    """
+
+    def __init__(self, members, **kwargs):
+        super().__init__(name=kwargs.pop("name", "bert_classifier"), **kwargs)
+        self.members = list(members)
+        self.built = all(member.built for member in self.members)
+
+    def build(self, input_shape=None):
+        for member in self.members:
+            if not member.built:
+                member.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return ensemble_logits([member(inputs, training=training) for member in self.members], 1.0)
+
+    def get_config(self):
+        members = [keras.saving.serialize_keras_object(member) for member in self.members]
+        for member in members:
+            # keras-hub compiles a task when it is built; that optimizer is not the trainer's.
+            member.pop("compile_config", None)
+        return {**super().get_config(), "members": members}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls([keras.saving.deserialize_keras_object(m) for m in config.pop("members")], **config)
 
 
 @registry.register("bert_classifier")
@@ -166,6 +205,16 @@ class BertClassifier(BertTextEntry):
 
     # Data.
     def dataset(self, source, split, batch_size, training, seed=0):
+        """Batches of token ids and labels. Training an ensemble, each batch also holds one
+        batch for each further member under `members`, drawn in that member's own order, as
+        members trained in runs of their own would see them."""
+        if not training or self.config.ensemble_size == 1:
+            return self._batches(source, split, batch_size, training, seed)
+        first, *others = (self._batches(source, split, batch_size, training, seed + i * MEMBER_SEED_STRIDE)
+                          for i in range(self.config.ensemble_size))
+        return tf.data.Dataset.zip((first, tuple(others))).map(lambda batch, more: {**batch, "members": more})
+
+    def _batches(self, source, split, batch_size, training, seed):
         examples = self.examples(source, split)
         index = {name: i for i, name in enumerate(self.label_names)}
         labels = np.array([index[e.label] for e in examples], np.int32)
@@ -192,10 +241,25 @@ class BertClassifier(BertTextEntry):
 
     # Model.
     def build_model(self):
+        size = self.config.ensemble_size
+        if size == 1:
+            return self._classifier("bert_classifier")
+        return EnsembleClassifier([self._classifier(f"member_{i}", f"member_{i}_backbone")
+                                   for i in range(size)])
+
+    def _classifier(self, name, backbone_name="backbone"):
+        backbone = self.backbone(name=backbone_name)
         if self.config.pooling == "mean":
-            return MeanPooledClassifier(self.backbone(), len(self.label_names), self.config.dropout)
-        return keras_hub.models.BertTextClassifier(self.backbone(), len(self.label_names), preprocessor=None,
-                                                   dropout=self.config.dropout, name="bert_classifier")
+            return MeanPooledClassifier(backbone, len(self.label_names), self.config.dropout, name=name)
+        return keras_hub.models.BertTextClassifier(backbone, len(self.label_names), preprocessor=None,
+                                                   dropout=self.config.dropout, name=name)
+
+    def phases(self, model):
+        if not isinstance(model, EnsembleClassifier):
+            return super().phases(model)
+        # Each member clipped on its own: as if trained alone.
+        return [Phase("main", self.loss, lambda m: m.trainable_variables,
+                      clip_groups=lambda m: [member.trainable_variables for member in m.members])]
 
     def initialize(self, model):
         if self.config.init_from:
@@ -203,7 +267,8 @@ class BertClassifier(BertTextEntry):
 
             path, cls, model_config = self._pretrained_workdir()
             mlm, latest = workdirs.pretrained_model(path, cls, model_config)
-            copy_backbone(mlm.backbone, model.backbone, ARCHITECTURE, f"--init_from={path}")
+            for backbone in self.backbones(model):
+                copy_backbone(mlm.backbone, backbone, ARCHITECTURE, f"--init_from={path}")
             print(f"[init] backbone from {latest}", flush=True)
         else:
             super().initialize(model)
@@ -213,6 +278,19 @@ class BertClassifier(BertTextEntry):
         return {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")}
 
     def loss_and_logits(self, model, batch, training):
+        if isinstance(model, EnsembleClassifier):
+            if training and "members" in batch:
+                # The sum of the members' own losses, each on its own batch: each learns as if
+                # alone. No logits: the members saw different examples.
+                batches = [batch, *batch["members"]]
+                return sum(self.loss_and_logits(member, member_batch, True)[0]
+                           for member, member_batch in zip(model.members, batches)), None, None
+            # Held out: the loss of what the ensemble serves.
+            results = [self.loss_and_logits(member, batch, training) for member in model.members]
+            logits = ensemble_logits([r[1] for r in results], 1.0)
+            loss = sum(r[0] for r in results) if training else self._weighted(
+                token_cross_entropy(batch["labels"], logits), batch)
+            return loss, logits, None
         logits = keras.ops.cast(model(self._inputs(batch), training=training), "float32")
         smoothing = self.config.label_smoothing if training else 0.0
         ce = token_cross_entropy(batch["labels"], logits, smoothing)
@@ -222,9 +300,16 @@ class BertClassifier(BertTextEntry):
             other = keras.ops.cast(model(self._inputs(batch), training=True), "float32")
             ce = 0.5 * (ce + token_cross_entropy(batch["labels"], other, smoothing))
             ce = ce + self.config.rdrop * symmetric_kl(logits, other)
-        return ce * keras.ops.take(keras.ops.convert_to_tensor(self.class_weight), batch["labels"]), logits, None
+        return self._weighted(ce, batch), logits, None
+
+    def _weighted(self, per_example, batch):
+        return per_example * keras.ops.take(keras.ops.convert_to_tensor(self.class_weight), batch["labels"])
 
     def check_teacher_data(self, source, teacher_workdir):
+        if self.config.ensemble_size > 1:
+            raise ConfigError(f"--teacher={teacher_workdir}: the student is an ensemble of "
+                              f"{self.config.ensemble_size} (--config ensemble_size); a student is one classifier: "
+                              f"add --config ensemble_size=1.")
         teacher_labels, self.label_names = self.label_names, None
         try:
             found = _sorted_labels(e.label for e in self.examples(source, "train"))

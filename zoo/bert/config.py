@@ -106,6 +106,12 @@ class BertClassifierConfig(BertConfig):
             times the symmetric KL divergence between their predicted distributions; twice
             the training compute per step (0: off; weight 1 on SST-2 from scratch: 81.54 /
             79.59 at two seeds against 80.62 / 80.62 without, WORKSPACE_NOTES.md, session 15).
+        ensemble_size: classifiers trained side by side in one run, each from its own random
+            start and in its own data order, with its own loss and gradient clipping, served as
+            one model predicting the mean of their probabilities; each costs one classifier's
+            training and serving compute (1: one classifier; on SST-2 from scratch three of 2
+            layers were not clearly above one: 80.50 / 80.96 against 81.31 / 80.62 at seeds 0 / 1,
+            WORKSPACE_NOTES.md, session 19).
     """
 
     label_names: str = ""
@@ -115,9 +121,12 @@ class BertClassifierConfig(BertConfig):
     label_smoothing: float = 0.0
     token_dropout: float = 0.0
     rdrop: float = 0.0
+    ensemble_size: int = 1
 
     def __post_init__(self):
         super().__post_init__()
+        if self.ensemble_size < 1:
+            raise ConfigError(f"--config ensemble_size={self.ensemble_size}: expected 1 or more classifiers.")
         if self.rdrop < 0:
             raise ConfigError(f"--config rdrop={self.rdrop}: expected a weight >= 0 (0: off).")
         if not 0.0 <= self.token_dropout < 1.0:

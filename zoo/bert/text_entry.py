@@ -181,7 +181,13 @@ class BertTextEntry(ZooEntry):
             max_sequence_length=c.max_sequence_length, name=name)
         return precision.float32_islands(backbone)
 
+    @staticmethod
+    def backbones(model):
+        """The model's BERT backbones: one, or one per member of an ensemble."""
+        return [member.backbone for member in getattr(model, "members", [model])]
+
     def initialize(self, model):
         if self.config.preset_dir:
             pretrained = keras_hub.models.BertBackbone.from_preset(self.config.preset_dir)
-            copy_backbone(pretrained, model.backbone, ARCHITECTURE, f"--preset={self.config.preset_dir}")
+            for backbone in self.backbones(model):
+                copy_backbone(pretrained, backbone, ARCHITECTURE, f"--preset={self.config.preset_dir}")
