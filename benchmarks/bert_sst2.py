@@ -111,9 +111,10 @@ def _scratch_seed(train, dev, root, seed):
     workdir = os.path.join(root, "zoo-scratch")
     zoo, zoo_seconds = _zoo_classifier(workdir, train, dev, seconds, extra=[f"seed={seed}"])
     vocabulary = _vocabulary(workdir)
+    model_config = _model_config(workdir)
     result = {"zoo_dev_accuracy": zoo["accuracy"], "zoo_macro_f1": zoo["macro_f1"],
               "zoo_seconds": zoo_seconds, "zoo_steps": _steps(workdir), "vocabulary_size": len(vocabulary),
-              "architecture": _architecture(workdir), "zoo_ensemble_size": _ensemble_size(workdir)}
+              "architecture": _architecture(model_config), "zoo_ensemble_size": model_config.ensemble_size}
     print(f"[bert_sst2] scratch, seed {seed}, zoo: " + json.dumps(result), flush=True)
     if not FLAGS.peers:
         return result
@@ -129,21 +130,18 @@ def _scratch_seed(train, dev, root, seed):
             "peer_best_dev_accuracy": max(p["dev_accuracy"] for p in peers.values())}
 
 
-def _architecture(workdir):
-    """The backbone sizes of the zoo model in `workdir` (preset small, or what `--zoo_config` set):
-    every peer trains the same architecture."""
+def _model_config(workdir):
+    """The zoo model's config in `workdir` (preset small, or what `--zoo_config` set)."""
     from zoo import workdir as workdirs
 
-    model_config = workdirs.read(workdir)[2]
+    return workdirs.read(workdir)[2]
+
+
+def _architecture(model_config):
+    """The backbone sizes of a zoo model config: every peer trains the same architecture (one
+    classifier of it, also where the zoo trained an ensemble, `ensemble_size`)."""
     return {k: getattr(model_config, k)
             for k in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim")}
-
-
-def _ensemble_size(workdir):
-    """How many classifiers the zoo trained side by side (the peer trains one of that architecture)."""
-    from zoo import workdir as workdirs
-
-    return workdirs.read(workdir)[2].ensemble_size
 
 
 def _steps(workdir):
@@ -171,8 +169,9 @@ def mlm(train, dev, root):
     vocabulary = _vocabulary(mlm_dir)
     train_texts, train_labels = _read(train)
     dev_texts, dev_labels = _read(dev)
+    architecture = _architecture(_model_config(mlm_dir))
     backbone, stats = bert_peers.keras_hub_mlm_pretrain(train_texts, vocabulary, max_seconds=mlm_seconds,
-                                                        return_stats=True, **_architecture(mlm_dir))
+                                                        return_stats=True, **architecture)
     # One pretrained backbone, so one fine-tuning run: at the better of the peer's rates from scratch.
     peer = bert_peers.keras_hub_fit(train_texts, train_labels, dev_texts, dev_labels, vocabulary,
                                     max_seconds=seconds, backbone=backbone,

@@ -60,6 +60,13 @@ def free_ports(count):
     return ports
 
 
+def softmax(logits):
+    """Probabilities (float64 numpy) of logits over the last axis."""
+    logits = np.asarray(logits, "float64")
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 def tiny_entry(name, workdir, data=None):
     cls = registry.get(name)
     entry = cls(cls.preset("tiny"), str(workdir))

@@ -304,20 +304,20 @@ def test_an_ensemble_serves_its_members_mean_probability_and_trains_each_on_its_
         return [np.asarray(member(inputs), "float64") for member in model.members]
 
     def cross_entropy(logits, labels):
-        return -np.log(keras_softmax(logits)[np.arange(len(labels)), labels])
+        return -np.log(helpers.softmax(logits)[np.arange(len(labels)), labels])
 
     # Served (and held out): the mean of the members' probabilities, one batch for all.
     batch = next(iter(entry.dataset(source, "validation", 5, training=False)))
     logits = member_logits(batch)
     assert not np.allclose(logits[0], logits[1])  # members start from their own weights
-    p = np.mean([keras_softmax(t) for t in logits], axis=0)
+    p = np.mean([helpers.softmax(t) for t in logits], axis=0)
     np.testing.assert_allclose(entry._probabilities(model, batch["token_ids"]), p, rtol=1e-5, atol=1e-6)
     texts = [e.text for e in entry.examples(source, "validation")[:5]]
     np.testing.assert_allclose(entry.probabilities(model, texts), p, atol=1e-4)  # the serving path: padded to 32
     labels = batch["labels"].numpy()
     loss, served, _ = entry.loss_and_logits(model, batch, training=False)
     np.testing.assert_allclose(loss, -np.log(p[np.arange(5), labels]), rtol=1e-5)
-    np.testing.assert_allclose(keras_softmax(served), p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(helpers.softmax(served), p, rtol=1e-5, atol=1e-6)
     # Training: each member on its own batch, drawn in its own order; the loss sums theirs.
     batch = helpers.first_batch(entry, source, batch_size=5)
     batches = [batch, *batch["members"]]
@@ -350,12 +350,6 @@ def test_an_ensemble_serves_its_members_mean_probability_and_trains_each_on_its_
         BertClassifier.config_class(ensemble_size=0)
     with pytest.raises(ConfigError, match="the student is an ensemble of 3.*ensemble_size=1"):
         entry.check_teacher_data(source, "runs/teacher")
-
-
-def keras_softmax(logits):
-    logits = np.asarray(logits, "float64")
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def test_pooling_setting_is_checked():

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests import toy_entry
-from tests.helpers import mirrored, zoo_cli
+from tests.helpers import mirrored, softmax, zoo_cli
 from trainers import Trainer, TrainerConfig, distillation
 from zoo import commands, sources
 from zoo import workdir as workdirs
@@ -20,10 +20,6 @@ def test_kl_against_a_hand_computed_case_and_keras_distillation():
     teacher = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], "float32")
     student = np.array([[0.0, 1.0, 0.0], [1.0, -1.0, 2.0]], "float32")
     temperature = 2.0
-
-    def softmax(x):
-        e = np.exp(x - x.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
 
     p, q = softmax(teacher / temperature), softmax(student / temperature)
     want = temperature ** 2 * (p * np.log(p / q)).sum(-1)
@@ -98,10 +94,6 @@ def test_an_ensemble_teaches_the_mean_of_its_distributions(tmp_path):
                for e, m in zip(trainer.teacher.entries, trainer.teacher.models)]
     assert not np.allclose(members[0], members[1])  # two seeds: two different teachers
     _, logits, _ = trainer.entry.loss_and_logits(trainer.model, batch, False)
-
-    def softmax(x):
-        e = np.exp(x - x.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
 
     # The ensemble's distribution at T is the mean of its members' (checked on logits far
     # apart: these 4-step teachers are close to uniform at T = 3).

@@ -279,18 +279,15 @@ class BertClassifier(BertTextEntry):
 
     def loss_and_logits(self, model, batch, training):
         if isinstance(model, EnsembleClassifier):
-            if training and "members" in batch:
-                # The sum of the members' own losses, each on its own batch: each learns as if
-                # alone. No logits: the members saw different examples.
-                batches = [batch, *batch["members"]]
+            if training:
+                # The sum of the members' own losses, each on its own batch (`dataset`): each
+                # learns as if alone. No logits: the members saw different examples.
+                batches = [batch, *batch["members"]] if "members" in batch else [batch] * len(model.members)
                 return sum(self.loss_and_logits(member, member_batch, True)[0]
                            for member, member_batch in zip(model.members, batches)), None, None
             # Held out: the loss of what the ensemble serves.
-            results = [self.loss_and_logits(member, batch, training) for member in model.members]
-            logits = ensemble_logits([r[1] for r in results], 1.0)
-            loss = sum(r[0] for r in results) if training else self._weighted(
-                token_cross_entropy(batch["labels"], logits), batch)
-            return loss, logits, None
+            logits = ensemble_logits([self.loss_and_logits(m, batch, False)[1] for m in model.members], 1.0)
+            return self._weighted(token_cross_entropy(batch["labels"], logits), batch), logits, None
         logits = keras.ops.cast(model(self._inputs(batch), training=training), "float32")
         smoothing = self.config.label_smoothing if training else 0.0
         ce = token_cross_entropy(batch["labels"], logits, smoothing)
