@@ -19,9 +19,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+# setup.cfg's parallel runs (pytest-xdist), kept when test-fast replaces its addopts.
+PARALLEL := -n logical --maxprocesses=4 --dist worksteal
+
 # The everyday loop: tests not marked slow, no docstring examples (CI runs everything).
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest tests -m "not slow" -o addopts="-ra --strict-markers"
+	$(PY) -m pytest tests -m "not slow" -o addopts="-ra --strict-markers $(PARALLEL)"
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/translator_eng_fra.py
