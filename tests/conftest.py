@@ -17,6 +17,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """Test processes for setup.cfg's `-n logical`: the cores this process may use, counted as
+    the trainer counts them (CPU affinity and the cgroup's quota; psutil counts the host's, which
+    in a container limited to 2 cores can be 64). `--maxprocesses=4` caps it after this."""
+    from zoo.threads import usable_cores
+
+    return usable_cores()
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """Path of ../shared/data, or a skip naming what is missing."""

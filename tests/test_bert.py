@@ -294,6 +294,7 @@ def test_r_drop_loss_is_the_two_passes_mean_cross_entropy_plus_their_symmetric_k
         BertClassifier.config_class(rdrop=-1.0)
 
 
+@pytest.mark.slow  # about a minute (training, a Mirrored run and a resume)
 def test_an_ensemble_serves_its_members_mean_probability_and_trains_each_on_its_own_batches(tmp_path):
     entry, source = tiny_classifier(tmp_path, ensemble_size=3)
     model = entry.build_model()
@@ -521,6 +522,7 @@ def test_electra_passes_the_shared_checks(tmp_path):
     assert served["pooled_output"].shape == (1, trainer.model.backbone.hidden_dim)
 
 
+@pytest.mark.slow  # about a minute (1,500 pretraining steps, then a classifier)
 def test_electra_pretraining_learns_to_detect_replacements_and_initializes_the_classifier(tmp_path):
     texts, held_out = tmp_path / "texts.txt", tmp_path / "held_out.txt"
     texts.write_text("".join(t + "\n" for t in verdicts(400, seed=1)))
