@@ -137,6 +137,9 @@ class BertClassifierConfig(BertConfig):
             raise ConfigError(f"--config label_smoothing={self.label_smoothing}: expected a share in [0, 1).")
 
 
+OBJECTIVES = ("mlm", "electra", "clm")
+
+
 @dataclasses.dataclass
 class BertMlmConfig(BertConfig):
     """Masked-language-model settings, beside `BertConfig`'s.
@@ -154,7 +157,10 @@ class BertMlmConfig(BertConfig):
             (Clark et al., 2020: a small masked-LM generator fills the masked positions with
             its samples and the backbone learns, at every position, whether the word piece
             is the original or a replacement; the backbone then learns from every word
-            piece, not only the masked ones).
+            piece, not only the masked ones), or "clm" (causal LM: each word piece attends
+            only to itself and those before it and the backbone predicts the next one, so
+            every word piece is a target; at fine-tuning time the backbone attends both ways,
+            as after "mlm").
         generator_size: with electra, the generator's width (heads, hidden and intermediate
             sizes) as a share of the backbone's, with the same number of layers (the paper's
             best: 1/4 to 1/2).
@@ -173,8 +179,9 @@ class BertMlmConfig(BertConfig):
         super().__post_init__()
         if not 0.0 < self.mask_rate < 1.0:
             raise ConfigError(f"--config mask_rate={self.mask_rate}: expected a share between 0 and 1.")
-        if self.objective not in ("mlm", "electra"):
-            raise ConfigError(f"--config objective={self.objective}: expected mlm or electra.")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"--config objective={self.objective}: expected one of "
+                              f"{', '.join(OBJECTIVES)}.")
         if not 0.0 < self.generator_size <= 1.0:
             raise ConfigError(f"--config generator_size={self.generator_size}: expected a share in (0, 1].")
         if self.detection_weight <= 0:

@@ -37,6 +37,33 @@ def sample_by_inversion(logits, uniform):
     return tf.minimum(sampled, tf.shape(logits)[-1] - 1)  # rounding can leave the last sum under 1
 
 
+def causal_sequence_output(backbone, inputs, training=False):
+    """The word-piece vectors [B, L, H] of keras-hub's `BertBackbone` with each word piece
+    attending only to itself and those before it (its own layers, called as its functional
+    model calls them, plus a lower-triangular attention mask); padding is left out as there.
+
+    Example:
+        >>> import keras_hub, numpy as np
+        >>> backbone = keras_hub.models.BertBackbone(50, 1, 2, 8, 16, max_sequence_length=8)
+        >>> ids = np.array([[2, 7, 9, 3]], "int32")
+        >>> inputs = {"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": 1 + 0 * ids}
+        >>> changed = {**inputs, "token_ids": np.array([[2, 7, 9, 11]], "int32")}
+        >>> a, b = (causal_sequence_output(backbone, x).numpy() for x in (inputs, changed))
+        >>> bool(np.allclose(a[:, :3], b[:, :3])), bool(np.allclose(a[:, 3], b[:, 3]))
+        (True, False)
+    """
+    ids = inputs["token_ids"]
+    tokens = backbone.token_embedding(ids)
+    x = backbone.embeddings_add((tokens, backbone.position_embedding(tokens),
+                                 backbone.segment_embedding(inputs["segment_ids"])))
+    x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
+    length = tf.shape(ids)[1]
+    causal = tf.linalg.band_part(tf.ones([1, length, length], tf.int32), -1, 0)
+    for layer in backbone.transformer_layers:
+        x = layer(x, padding_mask=inputs["padding_mask"], attention_mask=causal, training=training)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class ElectraPretrainer(keras.Model):
     """ELECTRA's pair (Clark et al., 2020): a small masked-LM `generator` (a keras-hub
@@ -123,6 +150,12 @@ class BertMaskedLanguageModel(BertTextEntry):
     trainer_defaults = {"optimizer": "adamw", "learning_rate": 5e-4, "warmup_fraction": 0.05,
                         "lr_schedule": "linear", "weight_decay": 0.01, "batch_size": 128, "clipnorm": 1.0}
 
+    def __init__(self, config, workdir):
+        super().__init__(config, workdir)
+        if config.objective == "clm":
+            # What a causal LM is scored on: its guess of each next word piece.
+            self.validation_metric = ("next_piece_accuracy", "max")
+
     @property
     def max_predictions(self):
         c = self.config
@@ -179,6 +212,8 @@ class BertMaskedLanguageModel(BertTextEntry):
         ds = ds.batch(batch_size, drop_remainder=training).enumerate()
 
         def mask(index, batch):
+            if self.config.objective == "clm":  # every next word piece is a target: no masks
+                return self.backbone_inputs(self.trim(batch))
             return self.mask(self.trim(batch, self.max_predictions), tf.stack([tf.cast(seed, tf.int64), index]))
 
         return ds.map(mask, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -203,7 +238,23 @@ class BertMaskedLanguageModel(BertTextEntry):
         if self.config.objective == "electra":
             terms = self._electra_terms(model, batch, training)
             return terms["masked_lm"] + self.config.detection_weight * terms["detection"]
+        if self.config.objective == "clm":
+            logits, targets, weights = self._next_piece_logits(model, batch, training)
+            ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+            return masked_mean(ce, weights)
         return self._masked_lm_loss(model(self._inputs(batch), training=training), batch)
+
+    @staticmethod
+    def _next_piece_logits(model, batch, training):
+        """Causal LM: (logits [B, L-1, V] float32 of each next word piece, the targets [B, L-1],
+        their weights [B, L-1]: 1 where the target is not padding)."""
+        sequence = causal_sequence_output(model.backbone, batch, training=training)
+        ids = batch["token_ids"]
+        shape = tf.shape(ids)
+        positions = tf.broadcast_to(tf.range(shape[1] - 1)[None], [shape[0], shape[1] - 1])
+        logits = model.masked_lm_head(sequence, mask_positions=positions)
+        weights = tf.cast(batch["padding_mask"][:, 1:], tf.float32)
+        return keras.ops.cast(logits, "float32"), ids[:, 1:], weights
 
     @staticmethod
     def replace_masked(batch, sampled):
@@ -254,6 +305,8 @@ class BertMaskedLanguageModel(BertTextEntry):
             ds = ds.take(math.ceil(limit / 64))
         correct = total = 0.0
         detection = np.zeros(4)  # correct, counted, replaced, summed cross-entropy
+        if self.config.objective == "clm":
+            return self._evaluate_next_piece(model, ds)
         for batch in ds:
             if self.config.objective == "electra":
                 # One pass gives the generator's logits and the backbone's calls on its samples.
@@ -278,13 +331,35 @@ class BertMaskedLanguageModel(BertTextEntry):
                            replaced_share=detection[2] / count)
         return metrics
 
+    def _evaluate_next_piece(self, model, ds):
+        """Causal LM: accuracy and mean cross-entropy of each next word piece's guess."""
+        fn = self._next_piece_fn(model)
+        correct = total = loss = 0.0
+        for batch in ds:
+            c, t, l = (float(v) for v in fn(batch))
+            correct, total, loss = correct + c, total + t, loss + l
+        total = max(total, 1.0)
+        return {"next_piece_accuracy": correct / total, "next_piece_loss": loss / total,
+                "predicted_tokens": total}
+
+    @functools.lru_cache(maxsize=None)
+    def _next_piece_fn(self, model):
+        def counts(batch):
+            logits, targets, weights = self._next_piece_logits(model, batch, training=False)
+            hit = tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == targets, tf.float32)
+            ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+            return tf.reduce_sum(hit * weights), tf.reduce_sum(weights), tf.reduce_sum(ce * weights)
+
+        return tf.function(counts, reduce_retracing=True)
+
     @functools.lru_cache(maxsize=None)
     def _detection_fn(self, model):
         return tf.function(lambda batch: self._electra_terms(model, batch, training=False),
                            reduce_retracing=True)
 
     def predict(self, model, inputs):
-        """Fills each `[MASK]` of the inputs with the model's most likely word piece."""
+        """Fills each `[MASK]` of the inputs with the model's most likely word piece (a causal
+        LM's: from the text before it, the masks filled left to right)."""
         w, length = self.wordpiece, self.config.sequence_length
         outputs = []
         for text in inputs:
@@ -300,16 +375,37 @@ class BertMaskedLanguageModel(BertTextEntry):
             if not positions:
                 outputs.append(text)
                 continue
-            inputs_ = self.backbone_inputs(tf.constant([ids]))
-            padded = positions + [0] * (self.max_predictions - len(positions))
-            logits = self._logits_fn(model)({**inputs_, "mask_positions": tf.constant([padded[:self.max_predictions]])})
-            best = np.asarray(keras.ops.convert_to_numpy(logits))[0].argmax(-1)
+            if self.config.objective == "clm":
+                best = self._fill_left_to_right(model, ids, positions)
+            else:
+                inputs_ = self.backbone_inputs(tf.constant([ids]))
+                padded = (positions + [0] * self.max_predictions)[:self.max_predictions]
+                logits = self._logits_fn(model)({**inputs_, "mask_positions": tf.constant([padded])})
+                best = np.asarray(keras.ops.convert_to_numpy(logits))[0].argmax(-1)
             words = [w.vocabulary[t].removeprefix("##") for t in best[:len(positions)]]
             filled = parts[0]
             for k, part in enumerate(parts[1:]):
                 filled += (words[k] if k < len(words) else MASK_TEXT) + part
             outputs.append(filled)
         return outputs
+
+    def _fill_left_to_right(self, model, ids, positions):
+        """Causal LM: the guesses at `positions` of the ids [L], each from the word pieces before
+        it, earlier guesses included."""
+        ids, guesses = list(ids), []
+        for p in positions:
+            best = self._next_piece_guess_fn(model)(self.backbone_inputs(tf.constant([ids])))
+            ids[p] = int(best[0, p - 1])
+            guesses.append(ids[p])
+        return guesses
+
+    @functools.lru_cache(maxsize=None)
+    def _next_piece_guess_fn(self, model):
+        def guess(batch):
+            logits = self._next_piece_logits(model, batch, training=False)[0]
+            return tf.argmax(logits, -1, output_type=tf.int32)
+
+        return tf.function(guess, reduce_retracing=True)
 
     @functools.lru_cache(maxsize=None)
     def _logits_fn(self, model):
