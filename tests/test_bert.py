@@ -493,13 +493,19 @@ def test_causal_pass_at_each_position_is_the_backbones_pass_over_the_text_up_to_
                 np.testing.assert_allclose(causal[row, k - 1], prefix[row, k - 1], rtol=1e-4, atol=1e-5)
 
 
-def test_causal_lm_takes_the_same_step_on_two_replicas_as_on_one(tmp_path):
+def _pretraining_entry(tmp_path, objective, count):
+    """A tiny `bert_mlm` entry with `objective`, prepared on `count` verdict texts; (entry, source)."""
     texts = tmp_path / "texts.txt"
-    texts.write_text("".join(t + "\n" for t in verdicts(100, seed=1)))
+    texts.write_text("".join(t + "\n" for t in verdicts(count, seed=1)))
     entry = BertMaskedLanguageModel(BertMaskedLanguageModel.preset("tiny"), str(tmp_path / "assets"))
-    entry.config.objective = "clm"
+    entry.config.objective = objective
     source = sources.parse(str(texts))
     entry.prepare(source)
+    return entry, source
+
+
+def test_causal_lm_takes_the_same_step_on_two_replicas_as_on_one(tmp_path):
+    entry, source = _pretraining_entry(tmp_path, "clm", 100)
     batch = helpers.first_batch(entry, source, batch_size=8)
     assert set(batch) == {"token_ids", "segment_ids", "padding_mask"}  # no masks: the text itself
     helpers.check_training_steps(entry, source, tmp_path)
@@ -561,12 +567,7 @@ def test_electra_puts_the_generators_samples_at_the_masked_positions_and_labels_
 
 
 def test_electra_passes_the_shared_checks(tmp_path):
-    texts = tmp_path / "texts.txt"
-    texts.write_text("".join(t + "\n" for t in verdicts(200, seed=1)))
-    entry = BertMaskedLanguageModel(BertMaskedLanguageModel.preset("tiny"), str(tmp_path / "assets"))
-    entry.config.objective = "electra"
-    source = sources.parse(str(texts))
-    entry.prepare(source)
+    entry, source = _pretraining_entry(tmp_path, "electra", 200)
     helpers.check_config_round_trip(entry)
     helpers.check_keras_round_trip(entry, source, tmp_path)
     helpers.check_training_steps(entry, source, tmp_path)  # two replicas take the same step as one

@@ -239,9 +239,8 @@ class BertMaskedLanguageModel(BertTextEntry):
             terms = self._electra_terms(model, batch, training)
             return terms["masked_lm"] + self.config.detection_weight * terms["detection"]
         if self.config.objective == "clm":
-            logits, targets, weights = self._next_piece_logits(model, batch, training)
-            ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-            return masked_mean(ce, weights)
+            terms = self._next_piece_terms(model, batch, training)
+            return masked_mean(terms["cross_entropy"], terms["weights"])
         return self._masked_lm_loss(model(self._inputs(batch), training=training), batch)
 
     @staticmethod
@@ -255,6 +254,14 @@ class BertMaskedLanguageModel(BertTextEntry):
         logits = model.masked_lm_head(sequence, mask_positions=positions)
         weights = tf.cast(batch["padding_mask"][:, 1:], tf.float32)
         return keras.ops.cast(logits, "float32"), ids[:, 1:], weights
+
+    def _next_piece_terms(self, model, batch, training):
+        """Causal LM, per position [B, L-1]: the cross-entropy of the next word piece, whether
+        the guess is right (1/0), and the weights (1 where the target is not padding)."""
+        logits, targets, weights = self._next_piece_logits(model, batch, training)
+        ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        hit = tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == targets, tf.float32)
+        return {"cross_entropy": ce, "hit": hit, "weights": weights}
 
     @staticmethod
     def replace_masked(batch, sampled):
@@ -303,10 +310,10 @@ class BertMaskedLanguageModel(BertTextEntry):
         ds = self.dataset(source, split, 64, training=False)
         if limit:
             ds = ds.take(math.ceil(limit / 64))
-        correct = total = 0.0
-        detection = np.zeros(4)  # correct, counted, replaced, summed cross-entropy
         if self.config.objective == "clm":
             return self._evaluate_next_piece(model, ds)
+        correct = total = 0.0
+        detection = np.zeros(4)  # correct, counted, replaced, summed cross-entropy
         for batch in ds:
             if self.config.objective == "electra":
                 # One pass gives the generator's logits and the backbone's calls on its samples.
@@ -338,17 +345,17 @@ class BertMaskedLanguageModel(BertTextEntry):
         for batch in ds:
             c, t, l = (float(v) for v in fn(batch))
             correct, total, loss = correct + c, total + t, loss + l
-        total = max(total, 1.0)
-        return {"next_piece_accuracy": correct / total, "next_piece_loss": loss / total,
+        count = max(total, 1.0)
+        return {"next_piece_accuracy": correct / count, "next_piece_loss": loss / count,
                 "predicted_tokens": total}
 
     @functools.lru_cache(maxsize=None)
     def _next_piece_fn(self, model):
         def counts(batch):
-            logits, targets, weights = self._next_piece_logits(model, batch, training=False)
-            hit = tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == targets, tf.float32)
-            ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-            return tf.reduce_sum(hit * weights), tf.reduce_sum(weights), tf.reduce_sum(ce * weights)
+            t = self._next_piece_terms(model, batch, training=False)
+            weights = t["weights"]
+            return (tf.reduce_sum(t["hit"] * weights), tf.reduce_sum(weights),
+                    tf.reduce_sum(t["cross_entropy"] * weights))
 
         return tf.function(counts, reduce_retracing=True)
 
