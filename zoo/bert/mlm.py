@@ -256,12 +256,11 @@ class BertMaskedLanguageModel(BertTextEntry):
         return keras.ops.cast(logits, "float32"), ids[:, 1:], weights
 
     def _next_piece_terms(self, model, batch, training):
-        """Causal LM, per position [B, L-1]: the cross-entropy of the next word piece, whether
-        the guess is right (1/0), and the weights (1 where the target is not padding)."""
+        """Causal LM: `_next_piece_logits`' logits, targets and weights, and the cross-entropy
+        of each next word piece [B, L-1] (the training loss reads only it and the weights)."""
         logits, targets, weights = self._next_piece_logits(model, batch, training)
         ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-        hit = tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == targets, tf.float32)
-        return {"cross_entropy": ce, "hit": hit, "weights": weights}
+        return {"logits": logits, "targets": targets, "weights": weights, "cross_entropy": ce}
 
     @staticmethod
     def replace_masked(batch, sampled):
@@ -354,8 +353,8 @@ class BertMaskedLanguageModel(BertTextEntry):
         def counts(batch):
             t = self._next_piece_terms(model, batch, training=False)
             weights = t["weights"]
-            return (tf.reduce_sum(t["hit"] * weights), tf.reduce_sum(weights),
-                    tf.reduce_sum(t["cross_entropy"] * weights))
+            hit = tf.cast(tf.argmax(t["logits"], -1, output_type=tf.int32) == t["targets"], tf.float32)
+            return tf.reduce_sum(hit * weights), tf.reduce_sum(weights), tf.reduce_sum(t["cross_entropy"] * weights)
 
         return tf.function(counts, reduce_retracing=True)
 
