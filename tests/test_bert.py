@@ -478,19 +478,32 @@ def test_mlm_pretraining_then_classifier_init_from(tmp_path):
 
 
 def test_causal_pass_at_each_position_is_the_backbones_pass_over_the_text_up_to_it():
-    backbone = keras_hub.models.BertBackbone(60, 2, 2, 16, 32, max_sequence_length=16, dropout=0.0)
     ids = np.array([[2, 11, 17, 23, 29, 3, 0, 0], [2, 31, 37, 3, 0, 0, 0, 0]], "int32")
 
     def inputs(ids):
         padding = (ids != 0).astype("int32")
         return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": padding}
 
+    # One layer: its last position over a prefix reads exactly what the causal pass lets it
+    # read. (With more layers the prefix pass's earlier positions see each other both ways, so
+    # it is no reference past the first layer; what holds at any depth is checked below.)
+    backbone = keras_hub.models.BertBackbone(60, 1, 2, 16, 32, max_sequence_length=16, dropout=0.0)
     causal = causal_sequence_output(backbone, inputs(ids)).numpy()
     for k in range(1, ids.shape[1] + 1):
         prefix = backbone(inputs(ids[:, :k]))["sequence_output"].numpy()
         for row in range(len(ids)):
             if ids[row, k - 1]:  # the padding's own vectors are never read
                 np.testing.assert_allclose(causal[row, k - 1], prefix[row, k - 1], rtol=1e-4, atol=1e-5)
+    # Two layers: each position's vector depends on the word pieces up to it and on no later one.
+    deep = keras_hub.models.BertBackbone(60, 2, 2, 16, 32, max_sequence_length=16, dropout=0.0)
+    before = causal_sequence_output(deep, inputs(ids)).numpy()
+    for k in range(1, 5):
+        changed = ids.copy()
+        changed[0, k] = 50  # another word piece at position k of the first text
+        after = causal_sequence_output(deep, inputs(changed)).numpy()
+        np.testing.assert_allclose(after[0, :k], before[0, :k], rtol=1e-4, atol=1e-5)
+        assert np.abs(after[0, k:6] - before[0, k:6]).max(axis=-1).min() > 1e-4
+        np.testing.assert_array_equal(after[1], before[1])  # rows never mix
 
 
 def _pretraining_entry(tmp_path, objective, count):
